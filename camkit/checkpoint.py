@@ -1,0 +1,125 @@
+"""Checkpoints: dicts with metadata, saved atomically and read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["FORMAT", "atomic_path", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "camkit-checkpoint/1"
+
+
+class atomic_path:
+    """Context manager yielding a temporary path beside ``path``; renamed onto it on success.
+
+    Example:
+        >>> with atomic_path("out/panel.png") as tmp:
+        ...     cv2.imwrite(str(tmp), image)
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``: never half-written."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def save_checkpoint(path: str | os.PathLike, state_dict: dict, **metadata: Any) -> Path:
+    """Save ``{"format", **metadata, "state_dict"}`` atomically with ``torch.save``.
+
+    Metadata should be plain data (str, int, float, lists, dicts) so that the file loads with
+    ``weights_only=True``: arch, channels, num_classes, class_names, input_size, mean, std,
+    metrics.
+    """
+    payload = {"format": FORMAT, **metadata, "state_dict": state_dict}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint safely (``torch.load(weights_only=True)``) onto the CPU.
+
+    Returns a dict with at least ``state_dict``; a plain state_dict (or one wrapped under
+    ``"state_dict"`` / ``"model"``) is accepted, and a ``module.`` prefix is stripped.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: empty, corrupt or not a checkpoint, or it holds arbitrary Python objects
+            (refused: loading them could run code).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; check the path")
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory; pass the .pt/.ckpt file inside it")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes); re-save or re-download it")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling error"
+        if "weights only" in str(error).lower() or "unsupported global" in str(error).lower():
+            raise ValueError(
+                f"refusing to load {path}: it contains arbitrary Python objects that "
+                f"weights_only loading does not allow ({first[:160]}). camkit only reads "
+                "tensors and plain data; re-save it with torch.save(model.state_dict(), PATH) "
+                "from code you trust"
+            ) from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a PyTorch file ({first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a PyTorch file ({message[:160]})"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ValueError(
+            f"checkpoint {path} holds a {type(payload).__name__}, not a state_dict or a camkit "
+            "checkpoint dict; save model.state_dict()"
+        )
+    if "state_dict" in payload and isinstance(payload["state_dict"], dict):
+        checkpoint = dict(payload)
+    elif "model" in payload and isinstance(payload["model"], dict):
+        checkpoint = {k: v for k, v in payload.items() if k != "model"}
+        checkpoint["state_dict"] = payload["model"]
+    else:
+        checkpoint = {"state_dict": payload}
+    state = checkpoint["state_dict"]
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"checkpoint {path} has no tensors; it is not a model state_dict")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    checkpoint["state_dict"] = tensors
+    return checkpoint

@@ -1,0 +1,386 @@
+"""The ``camkit`` command line: ``main(argv) -> int``, testable in-process."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("camkit")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit code 1."""
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    try:
+        if "x" in text.lower():
+            height, width = (int(part) for part in text.lower().split("x"))
+            if height < 1 or width < 1:
+                raise ValueError
+            return height, width
+        value = int(text)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use a side (224), HxW (300x500) or 0 for the image's own size"
+        ) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {text!r}")
+    return value
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, default_weights: str) -> None:
+    parser.add_argument(
+        "--weights",
+        default=default_weights,
+        help=f"'imagenet', 'none' (random) or a checkpoint path (default: {default_weights})",
+    )
+    parser.add_argument(
+        "--model", default="resnet50", help="torchvision model name (default: resnet50)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from camkit import __version__
+    from camkit.explain import METHODS, PATHS
+    from camkit.overlay import COLORMAPS
+
+    parser = argparse.ArgumentParser(
+        prog="camkit",
+        description="Grad-CAM and FCN class maps for ResNet-50, checked against masks.",
+    )
+    parser.add_argument("--version", action="version", version=f"camkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    explain = commands.add_parser(
+        "explain",
+        help="heatmaps for images",
+        description="Explain images: predictions, heatmap panels, raw maps.",
+    )
+    explain.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    explain.add_argument(
+        "--layer", default=None, help="dotted layer name (default: layer4.2; see `camkit layers`)"
+    )
+    explain.add_argument(
+        "--method",
+        choices=METHODS,
+        default="gradcam",
+        help="gradcam (default), cam (W·A) or fcn (W·A + b)",
+    )
+    targets = explain.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--class",
+        dest="class_ids",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="explain these class ids (for every image)",
+    )
+    targets.add_argument(
+        "--topk",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="explain the K best classes (default 1)",
+    )
+    targets.add_argument(
+        "--all-classes", action="store_true", help="maps for every class (panel shows the best 8)"
+    )
+    _add_model_arguments(explain, "imagenet")
+    explain.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        help="model input: side, HxW, or 0 for native (default: the model's, 224)",
+    )
+    explain.add_argument(
+        "--out", type=Path, default=Path("camkit-out"), help="output folder (default: camkit-out)"
+    )
+    explain.add_argument("--save-raw", action="store_true", help="also write raw maps as .npz")
+    explain.add_argument("--json", action="store_true", help="print results as JSON")
+    explain.add_argument(
+        "--path", choices=PATHS, default="auto", help="computation path (default: auto)"
+    )
+    explain.add_argument(
+        "--alpha", type=_alpha, default=0.5, help="overlay opacity in [0, 1] (default 0.5)"
+    )
+    explain.add_argument("--colormap", choices=COLORMAPS, default="jet")
+    explain.add_argument("--batch-size", type=_positive, default=16)
+
+    layers = commands.add_parser(
+        "layers",
+        help="list layer names and output shapes",
+        description="List every named layer with its output shape.",
+    )
+    _add_model_arguments(layers, "none")
+    layers.add_argument("--size", type=_size, default=224, help="input side or HxW (default 224)")
+    layers.add_argument("--json", action="store_true")
+    return parser
+
+
+def _device(name: str | None):
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device {name!r} is not a device; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def _load(args):
+    from camkit.models.resnet import load_classifier
+
+    model, info = load_classifier(args.weights, arch=args.model)
+    if info.random:
+        print(
+            f"note: weights are random (--weights {args.weights}): the heatmaps show camkit "
+            "working, not what a trained model looks at",
+            file=sys.stderr,
+        )
+    return model.to(_device(args.device)), info
+
+
+def _cmd_layers(args) -> int:
+    from camkit.layers import default_layer, list_layers
+
+    model, info = _load(args)
+    size = args.size if args.size else 224
+    rows = list_layers(model, size)
+    try:
+        default = default_layer(model)
+    except ValueError:
+        default = None
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "type": r.type,
+                        "output_shape": r.output_shape,
+                        "parameters": r.parameters,
+                        "default": r.name == default,
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
+        return 0
+    width = max(len(r.name) for r in rows)
+    print(f"{'layer':<{width}}  {'type':<18} {'output shape':<22} params")
+    for r in rows:
+        shape = "×".join(str(d) for d in r.output_shape[1:]) if r.output_shape else "-"
+        mark = "  ← default" if r.name == default else ""
+        print(f"{r.name:<{width}}  {r.type:<18} {shape:<22} {r.parameters:,}{mark}")
+    return 0
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = path.stem or "image"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        stems.append(stem if count == 0 else f"{stem}-{count + 1}")
+    return stems
+
+
+def _cmd_explain(args) -> int:
+    import numpy as np
+    import torch
+
+    from camkit.cam import upsample
+    from camkit.checkpoint import atomic_write_bytes
+    from camkit.data.images import preprocess, read_image
+    from camkit.explain import Explainer
+    from camkit.layers import default_layer
+    from camkit.overlay import panel, save_image
+
+    model, info = _load(args)
+    layer = args.layer or default_layer(model)
+    explainer = Explainer(model, layer=layer, method=args.method, path=args.path)
+    size = info.input_size if args.size is None else args.size
+    size = None if size == 0 else size
+    if args.class_ids is not None:
+        for class_id in args.class_ids:
+            if not 0 <= class_id < info.num_classes:
+                raise CLIError(
+                    f"--class {class_id} is out of range: the model has {info.num_classes} "
+                    f"classes (0–{info.num_classes - 1})"
+                )
+    stride = explainer.stride
+    paths = [Path(p) for p in args.images]
+    stems = _unique_stems(paths)
+    failures = 0
+    loaded = []
+    for path, stem in zip(paths, stems):
+        try:
+            image = read_image(path)
+            height, width = image.shape[:2]
+            if height < stride or width < stride:
+                raise ValueError(
+                    f"image {path} is {width}×{height} px, smaller than one cell of {layer} "
+                    f"(output stride {stride}); its heatmap would carry no spatial information. "
+                    f"Use an image of at least {stride}×{stride} px or an earlier layer"
+                )
+            loaded.append((path, stem, image))
+        except (OSError, ValueError) as error:
+            failures += 1
+            print(f"camkit: error: {error}", file=sys.stderr)
+    groups: dict[tuple, list] = {}
+    for item in loaded:
+        key = item[2].shape[:2] if size is None else ("fixed",)
+        groups.setdefault(key, []).append(item)
+    records = []
+    topn = min(5, info.num_classes)
+    for items in groups.values():
+        for start in range(0, len(items), args.batch_size):
+            chunk = items[start : start + args.batch_size]
+            batch = preprocess([image for _, _, image in chunk], size, info.mean, info.std)
+            count = len(chunk)
+            if args.class_ids is not None:
+                targets = [list(args.class_ids)] * count
+            elif args.all_classes:
+                targets = "all"
+            else:
+                targets = f"top-{min(args.topk or 1, info.num_classes)}"
+            heatmaps = explainer(batch, targets)
+            probabilities = heatmaps.logits.softmax(dim=1)
+            for index, (path, stem, image) in enumerate(chunk):
+                top = probabilities[index].topk(topn)
+                predictions = [
+                    {"class_id": int(c), "name": info.class_name(int(c)), "probability": float(p)}
+                    for p, c in zip(top.values, top.indices)
+                ]
+                order = torch.argsort(heatmaps.scores[index], descending=True)[:8]
+                shown = order if args.all_classes else torch.arange(heatmaps.class_ids.shape[1])
+                maps = upsample(heatmaps.maps[index, shown], image.shape[:2]).numpy()
+                titles = [
+                    f"{info.class_name(int(heatmaps.class_ids[index, k]))} "
+                    f"p={float(heatmaps.probabilities[index, k]):.2f}"
+                    for k in shown
+                ]
+                panel_path = args.out / f"{stem}.{args.method}.png"
+                save_image(
+                    panel_path,
+                    panel(
+                        image,
+                        list(maps),
+                        titles,
+                        args.alpha,
+                        args.colormap,
+                        image_title=f"{stem} ({layer}, {args.method})",
+                    ),
+                )
+                record = {
+                    "image": str(path),
+                    "layer": layer,
+                    "method": args.method,
+                    "path": heatmaps.path,
+                    "weights": info.weights,
+                    "predictions": predictions,
+                    "targets": [
+                        {
+                            "class_id": int(heatmaps.class_ids[index, k]),
+                            "name": info.class_name(int(heatmaps.class_ids[index, k])),
+                            "score": float(heatmaps.scores[index, k]),
+                            "probability": float(heatmaps.probabilities[index, k]),
+                        }
+                        for k in range(heatmaps.class_ids.shape[1])
+                    ][:50],
+                    "panel": str(panel_path),
+                }
+                if args.save_raw:
+                    buffer = io.BytesIO()
+                    np.savez_compressed(
+                        buffer,
+                        maps=heatmaps.maps[index].numpy().astype(np.float32),
+                        class_ids=heatmaps.class_ids[index].numpy(),
+                        scores=heatmaps.scores[index].numpy(),
+                        probabilities=heatmaps.probabilities[index].numpy(),
+                        layer=np.array(layer),
+                        method=np.array(args.method),
+                        path=np.array(heatmaps.path),
+                        input_size=np.array(heatmaps.input_size),
+                        image_size=np.array(image.shape[:2]),
+                    )
+                    raw_path = args.out / f"{stem}.{args.method}.npz"
+                    atomic_write_bytes(raw_path, buffer.getvalue())
+                    record["raw"] = str(raw_path)
+                records.append(record)
+                if not args.json:
+                    best = ", ".join(f"{p['name']} {p['probability']:.3f}" for p in predictions)
+                    print(f"{path}: {best}")
+                    print(f"  {layer} {args.method} [{heatmaps.path}] → {panel_path}")
+    if args.json:
+        print(json.dumps(records, indent=1))
+    if failures:
+        print(f"camkit: {failures} of {len(paths)} images failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s"
+    )
+    from camkit.models.resnet import WeightsUnavailableError
+
+    handlers = {"explain": _cmd_explain, "layers": _cmd_layers}
+    try:
+        return handlers[args.command](args)
+    except (CLIError, OSError, ValueError, TypeError, WeightsUnavailableError) as error:
+        if args.debug:
+            raise
+        print(f"camkit: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("camkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

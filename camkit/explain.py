@@ -1,0 +1,310 @@
+"""Explainer: model + layer + method -> Heatmaps, on the fastest exact path available.
+
+Paths (reported in ``Heatmaps.path``):
+
+- ``"closed-form"``: the layer feeds only global average pooling + a linear head, checked
+  numerically on every batch (``head(mean_hw(A)) == logits``). Then every gradient is
+  ``W[c] / (h·w)``: one forward under ``inference_mode`` and one ``einsum``, for any number of
+  classes.
+- ``"activation-grad"``: the graph starts at the layer (nothing before it is recorded, no
+  parameter requires grad), and ``torch.autograd.grad`` runs backward through the tail only.
+- ``"autograd"``: the plain reference: the whole forward is recorded from the input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from camkit.cam import gradcam, gradcam_closed_form, normalize, upsample
+from camkit.fcn import class_maps, find_linear_head, head_matches
+from camkit.hooks import LayerProbe, preserved_model_state
+from camkit.layers import layer_stride, resolve_layer
+
+__all__ = ["METHODS", "PATHS", "Explainer", "Heatmaps", "Targets", "resolve_targets"]
+
+METHODS = ("gradcam", "cam", "fcn")
+PATHS = ("auto", "closed-form", "activation-grad", "autograd")
+Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    """What an explanation produced for a batch.
+
+    Attributes:
+        maps: raw maps ``(N, K, h, w)`` float32 at the layer's resolution (not normalised).
+        class_ids: ``(N, K)`` target class of each map.
+        scores: ``(N, K)`` logit of each target; ``probabilities``: its softmax probability.
+        logits: ``(N, classes)`` the model's logits.
+        layer, method, path: what was computed, and how.
+        input_size: ``(H, W)`` of the model input; ``upsampled`` has this size.
+    """
+
+    maps: torch.Tensor
+    class_ids: torch.Tensor
+    scores: torch.Tensor
+    probabilities: torch.Tensor
+    logits: torch.Tensor
+    layer: str
+    method: str
+    path: str
+    input_size: tuple[int, int]
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __len__(self) -> int:
+        return self.maps.shape[0]
+
+    @cached_property
+    def upsampled(self) -> torch.Tensor:
+        """``(N, K, H, W)``: raw maps resampled bilinearly (``align_corners=False``) to the input."""
+        return upsample(self.maps, self.input_size)
+
+    def normalized(self, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Maps in [0, 1] per map (flat maps → zeros), resampled to ``size`` (default: input)."""
+        return normalize(upsample(self.maps, size or self.input_size))
+
+
+def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """Turn a target spec into class ids ``(N, K)``.
+
+    ``None``: the top class; ``int``: that class for every image; a sequence of N ints: one
+    class per image; N sequences of K ints: K classes per image; ``"top-k"`` (e.g. ``"top-3"``):
+    the k best classes; ``"all"``: every class.
+    """
+    batch, classes = logits.shape
+    device = logits.device
+    if targets is None:
+        return logits.argmax(dim=1, keepdim=True)
+    if isinstance(targets, str):
+        spec = targets.strip().lower()
+        if spec == "all":
+            return torch.arange(classes, device=device).expand(batch, classes)
+        match = re.fullmatch(r"top-?(\d+)", spec)
+        if not match:
+            raise ValueError(
+                f"targets {targets!r} not understood; use a class id, 'top-k' (e.g. 'top-3') "
+                "or 'all'"
+            )
+        k = int(match.group(1))
+        if not 1 <= k <= classes:
+            raise ValueError(f"targets {targets!r}: k must be between 1 and {classes}")
+        return logits.topk(k, dim=1).indices
+    if isinstance(targets, bool) or isinstance(targets, float):
+        raise TypeError(f"targets must be class ids (int), got {targets!r}")
+    if isinstance(targets, int):
+        ids = torch.full((batch, 1), targets, dtype=torch.long)
+    else:
+        try:
+            ids = torch.as_tensor(targets)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"targets {targets!r} are not class ids: {error}") from None
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise TypeError(f"targets must be integer class ids, got dtype {ids.dtype}")
+        ids = ids.long()
+        if ids.ndim == 0:
+            ids = ids.expand(batch).reshape(batch, 1)
+        elif ids.ndim == 1:
+            if ids.shape[0] != batch:
+                raise ValueError(
+                    f"got {ids.shape[0]} targets for a batch of {batch} images; pass one class "
+                    f"per image, an int for all, 'top-k' or 'all'"
+                )
+            ids = ids.reshape(batch, 1)
+        elif ids.ndim == 2:
+            if ids.shape[0] != batch:
+                raise ValueError(
+                    f"got targets for {ids.shape[0]} images ({tuple(ids.shape)}) for a batch "
+                    f"of {batch} images"
+                )
+        else:
+            raise ValueError(f"targets must be (N,) or (N, K), got shape {tuple(ids.shape)}")
+    bad = ids[(ids < 0) | (ids >= classes)]
+    if bad.numel():
+        raise ValueError(
+            f"class {int(bad[0])} is out of range: the model has {classes} classes "
+            f"(0–{classes - 1})"
+        )
+    return ids.to(device)
+
+
+class Explainer:
+    """Grad-CAM-family heatmaps and FCN class maps for one layer of a classifier.
+
+    Args:
+        model: a classifier (ResNet-50 or a channel variant, any model for gradient paths).
+        layer: dotted name (``"layer4.2"``) or module.
+        method: ``"gradcam"``; ``"cam"`` (class activation map ``W[c]·A``, no bias) or
+            ``"fcn"`` (score map ``W[c]·A + b[c]``), which need a GAP + linear head after the
+            layer.
+        path: ``"auto"`` (closed form when the numeric check passes, else activation-only
+            gradients), or force ``"closed-form"``, ``"activation-grad"``, ``"autograd"``.
+
+    The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
+    ``.grad``, hooks), also when an exception is raised.
+
+    Example:
+        >>> explainer = Explainer(resnet50(weights=None), layer="layer4.2")
+        >>> heatmaps = explainer(images, targets="top-3")   # (N, 3, 7, 7) for 224 px
+        >>> heatmaps.normalized().shape                     # (N, 3, 224, 224)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module = "layer4.2",
+        method: str = "gradcam",
+        path: str = "auto",
+        head: nn.Linear | None = None,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
+        if method in ("cam", "fcn") and path in ("activation-grad", "autograd"):
+            raise ValueError(
+                f"method {method!r} is not gradient-based; it only has the closed-form path"
+            )
+        self.model = model
+        self.layer, self.module = resolve_layer(model, layer)
+        self.method = method
+        self.path = path
+        self.head = head if head is not None else find_linear_head(model)[1]
+        self._closed_form_failed = False
+        self._stride: int | None = None
+
+    @property
+    def stride(self) -> int:
+        """The layer's output stride (input side / map side)."""
+        if self._stride is None:
+            self._stride = layer_stride(self.model, self.layer)
+        return self._stride
+
+    def _device(self) -> torch.device:
+        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"images must be a float tensor (N, 3, H, W), got {type(images).__name__}; "
+                "use camkit.data.images.preprocess"
+            )
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images must be (N, 3, H, W) with N ≥ 1, got {tuple(images.shape)}")
+        if not images.dtype.is_floating_point:
+            raise TypeError(
+                f"images must be normalised float tensors, got dtype {images.dtype}; "
+                "use camkit.data.images.preprocess"
+            )
+        height, width = images.shape[-2:]
+        if height < self.stride or width < self.stride:
+            raise ValueError(
+                f"input is {width}×{height} px; {self.layer} has output stride {self.stride}, so "
+                f"it needs at least {self.stride}×{self.stride} — resize to 224 (--size 224)"
+            )
+        parameter = next(iter(self.model.parameters()), None)
+        dtype = parameter.dtype if parameter is not None else images.dtype
+        return images.detach().to(self._device(), dtype)
+
+    def __call__(self, images: torch.Tensor, targets: Targets = None) -> Heatmaps:
+        """Explain a batch of preprocessed images ``(N, 3, H, W)`` for the given targets."""
+        images = self._check_images(images)
+        path = self.path
+        if path == "auto":
+            closed_ok = self.method != "gradcam" or not self._closed_form_failed
+            path = "closed-form" if closed_ok else "activation-grad"
+        if path == "closed-form":
+            result = self._closed_form(images, targets, strict=self.path == "closed-form")
+            if result is not None:
+                return result
+            self._closed_form_failed = True
+            path = "activation-grad"
+        return self._gradient_path(images, targets, leaf=path == "activation-grad")
+
+    def _package(self, maps, class_ids, logits, path, images) -> Heatmaps:
+        logits = logits.detach().float().clone()
+        class_ids = class_ids.clone()
+        scores = logits.gather(1, class_ids)
+        probabilities = logits.softmax(dim=1).gather(1, class_ids)
+        return Heatmaps(
+            maps=maps.detach().float().clone(),
+            class_ids=class_ids,
+            scores=scores,
+            probabilities=probabilities,
+            logits=logits,
+            layer=self.layer,
+            method=self.method,
+            path=path,
+            input_size=(int(images.shape[-2]), int(images.shape[-1])),
+        )
+
+    def _closed_form(self, images, targets, strict: bool) -> Heatmaps | None:
+        with (
+            preserved_model_state(self.model),
+            LayerProbe(self.model, [self.layer]) as probe,
+        ):
+            self.model.eval()
+            with torch.inference_mode():
+                logits = self.model(images)
+                activations = probe.activations[self.layer]  # (N, C, h, w)
+                if not head_matches(activations, self.head, logits):
+                    if self.method != "gradcam" or strict:
+                        raise ValueError(
+                            f"layer {self.layer!r} (output {tuple(activations.shape)}) does not "
+                            f"feed global average pooling + the linear head "
+                            f"({self.head.in_features}→{self.head.out_features}): "
+                            f"head(mean_hw(A)) != logits. Method {self.method!r} with the "
+                            "closed form needs the last stage, e.g. 'layer4.2'"
+                        )
+                    return None
+                all_classes = isinstance(targets, str) and targets.strip().lower() == "all"
+                class_ids = resolve_targets(targets, logits)
+                weight = self.head.weight.float()
+                activations = activations.float()
+                if self.method == "gradcam":
+                    maps = gradcam_closed_form(
+                        activations, weight, None if all_classes else class_ids
+                    )
+                else:
+                    bias = self.head.bias if self.method == "fcn" else None
+                    bias = bias.float() if bias is not None else None
+                    maps = class_maps(activations, weight, bias, None if all_classes else class_ids)
+        return self._package(maps, class_ids, logits, "closed-form", images)
+
+    def _gradient_path(self, images, targets, leaf: bool) -> Heatmaps:
+        mode = "leaf" if leaf else "capture"
+        with (
+            preserved_model_state(self.model),
+            LayerProbe(self.model, [self.layer], mode=mode) as probe,
+        ):
+            self.model.eval()
+            if leaf:
+                for parameter in self.model.parameters():
+                    parameter.requires_grad_(False)
+                inputs = images
+            else:
+                inputs = images.clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.model(inputs)
+            activations = probe.activations[self.layer]  # (N, C, h, w)
+            if activations.ndim != 4:
+                raise ValueError(
+                    f"layer {self.layer!r} outputs {tuple(activations.shape)}, not (N, C, h, w)"
+                )
+            class_ids = resolve_targets(targets, logits.detach())
+            count = class_ids.shape[1]
+            maps = []
+            for k in range(count):
+                score = logits.gather(1, class_ids[:, k : k + 1]).sum()
+                (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
+                maps.append(gradcam(activations.detach().float(), gradients.float()))
+            probe.clear()
+        path = "activation-grad" if leaf else "autograd"
+        return self._package(torch.stack(maps, dim=1), class_ids, logits, path, images)
