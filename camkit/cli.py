@@ -179,7 +179,7 @@ def _load(args):
 def _cmd_layers(args) -> int:
     from camkit.layers import default_layer, list_layers
 
-    model, info = _load(args)
+    model, _info = _load(args)
     size = args.size if args.size else 224
     rows = list_layers(model, size)
     try:

@@ -95,7 +95,7 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
         if not 1 <= k <= classes:
             raise ValueError(f"targets {targets!r}: k must be between 1 and {classes}")
         return logits.topk(k, dim=1).indices
-    if isinstance(targets, bool) or isinstance(targets, float):
+    if isinstance(targets, (bool, float)):
         raise TypeError(f"targets must be class ids (int), got {targets!r}")
     if isinstance(targets, int):
         ids = torch.full((batch, 1), targets, dtype=torch.long)
