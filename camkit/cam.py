@@ -79,10 +79,8 @@ def gradcam_closed_form(
         ``(N, K, h, w)``, with ``K = classes`` when ``class_ids`` is ``None``.
     """
     height, width = activations.shape[-2:]
-    if class_ids is None:
-        weights = head_weight  # (classes, C)
-    else:
-        weights = head_weight[class_ids]  # (N, K, C)
+    # (classes, C) shared by all images, or (N, K, C) per image and target
+    weights = head_weight if class_ids is None else head_weight[class_ids]
     return weighted_channel_sum(activations, weights).relu_() / (height * width)
 
 

@@ -46,6 +46,8 @@ def preserved_model_state(model: nn.Module) -> Iterator[nn.Module]:
     parameters = list(model.parameters())
     requires_grad = [p.requires_grad for p in parameters]
     grads = [p.grad for p in parameters]
+    # .grad tensors can be changed in place (backward accumulates into them): keep their values
+    grad_values = [(g._version, g.detach().clone()) if g is not None else None for g in grads]
     hook_keys = [
         {attr: set(getattr(module, attr, {}).keys()) for attr in _HOOK_DICTS} for module in modules
     ]
@@ -54,9 +56,12 @@ def preserved_model_state(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, flag in zip(modules, training):
             module.training = flag
-        for p, flag, grad in zip(parameters, requires_grad, grads):
+        for p, flag, grad, saved in zip(parameters, requires_grad, grads, grad_values):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
+            if saved is not None and grad._version != saved[0]:
+                with torch.no_grad():
+                    grad.copy_(saved[1])
             if p.grad is not grad:
                 p.grad = grad
         for module, keys in zip(modules, hook_keys):
