@@ -97,7 +97,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"checkpoint {path} is corrupt or not a PyTorch file ({first[:160]})"
         ) from None
-    except Exception as error:  # noqa: BLE001 - the unpickler raises anything on a corrupt file
+    except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"checkpoint {path} is corrupt or not a PyTorch file ({message[:160]})"

@@ -56,7 +56,9 @@ def test_normalize_flat_maps_become_zeros_never_nan():
 def test_upsample_convention():
     maps = torch.arange(4.0).view(1, 1, 2, 2)
     out = upsample(maps, (4, 4))
-    expected = torch.nn.functional.interpolate(maps, size=(4, 4), mode="bilinear", align_corners=False)
+    expected = torch.nn.functional.interpolate(
+        maps, size=(4, 4), mode="bilinear", align_corners=False
+    )
     torch.testing.assert_close(out, expected)
     assert upsample(maps[0, 0], (3, 5)).shape == (3, 5)
     assert upsample(maps, (2, 2)) is maps

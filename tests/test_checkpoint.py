@@ -9,8 +9,14 @@ from camkit.models.resnet import load_classifier
 
 def test_round_trip_with_metadata(tmp_path, model):
     path = save_checkpoint(
-        tmp_path / "m.ckpt", model.state_dict(), arch="resnet50", channels=2048, num_classes=10,
-        class_names=[f"c{i}" for i in range(10)], input_size=96, metrics={"accuracy": 0.5},
+        tmp_path / "m.ckpt",
+        model.state_dict(),
+        arch="resnet50",
+        channels=2048,
+        num_classes=10,
+        class_names=[f"c{i}" for i in range(10)],
+        input_size=96,
+        metrics={"accuracy": 0.5},
     )
     loaded, info = load_classifier(path)
     assert info.class_names[3] == "c3" and info.input_size == 96 and info.metrics["accuracy"] == 0.5

@@ -21,8 +21,13 @@ def image_path(tmp_path, rgb_image):
 def checkpoint(tmp_path, model):
     names = ["circle", "square", "triangle", "star", "e", "f", "g", "h", "i", "j"]
     return save_checkpoint(
-        tmp_path / "model.ckpt", model.state_dict(), arch="resnet50", channels=2048,
-        num_classes=10, class_names=names, input_size=64,
+        tmp_path / "model.ckpt",
+        model.state_dict(),
+        arch="resnet50",
+        channels=2048,
+        num_classes=10,
+        class_names=names,
+        input_size=64,
     )
 
 
@@ -35,15 +40,35 @@ def run(capsys, *argv):
 def test_explain_writes_panel_raw_and_json(capsys, tmp_path, image_path, checkpoint, model):
     out_dir = tmp_path / "out"
     code, out, err = run(
-        capsys, "explain", image_path, "--weights", checkpoint, "--out", out_dir,
-        "--topk", 2, "--save-raw", "--json",
+        capsys,
+        "explain",
+        image_path,
+        "--weights",
+        checkpoint,
+        "--out",
+        out_dir,
+        "--topk",
+        2,
+        "--save-raw",
+        "--json",
     )
     assert code == 0, err
     records = json.loads(out)
     assert len(records) == 1
     record = records[0]
     assert record["layer"] == "layer4.2" and record["path"] == "closed-form"
-    assert len(record["targets"]) == 2 and record["predictions"][0]["name"] in ("circle", "square", "triangle", "star", "e", "f", "g", "h", "i", "j")
+    assert len(record["targets"]) == 2 and record["predictions"][0]["name"] in (
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "j",
+    )
     panel = cv2.imread(record["panel"])
     assert panel is not None and panel.shape[0] > 64
     raw = np.load(record["raw"])
@@ -59,7 +84,22 @@ def test_explain_writes_panel_raw_and_json(capsys, tmp_path, image_path, checkpo
 
 
 def test_explain_text_output_and_random_weights_note(capsys, tmp_path, image_path):
-    code, out, err = run(capsys, "explain", image_path, "--weights", "none", "--size", 64, "--out", tmp_path / "o", "--class", 1, 2, "--method", "fcn")
+    code, out, err = run(
+        capsys,
+        "explain",
+        image_path,
+        "--weights",
+        "none",
+        "--size",
+        64,
+        "--out",
+        tmp_path / "o",
+        "--class",
+        1,
+        2,
+        "--method",
+        "fcn",
+    )
     assert code == 0, err
     assert "weights are random" in err
     assert "scene.png" in out and "fcn" in out
@@ -87,18 +127,33 @@ def one_line_error(code, err, *fragments):
 
 def test_bad_inputs(capsys, tmp_path, image_path, checkpoint):
     common = ["--weights", checkpoint, "--out", tmp_path / "o"]
-    one_line_error(*run(capsys, "explain", tmp_path / "missing.jpg", *common)[::2], "does not exist")
+    one_line_error(
+        *run(capsys, "explain", tmp_path / "missing.jpg", *common)[::2], "does not exist"
+    )
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
     one_line_error(*run(capsys, "explain", tmp_path / "bad.jpg", *common)[::2], "cannot decode")
-    one_line_error(*run(capsys, "explain", image_path, "--layer", "layer4.7", *common)[::2], "layer4.2", "camkit layers")
-    one_line_error(*run(capsys, "explain", image_path, "--class", 10, *common)[::2], "out of range", "0–9")
+    one_line_error(
+        *run(capsys, "explain", image_path, "--layer", "layer4.7", *common)[::2],
+        "layer4.2",
+        "camkit layers",
+    )
+    one_line_error(
+        *run(capsys, "explain", image_path, "--class", 10, *common)[::2], "out of range", "0–9"
+    )
     tiny = tmp_path / "tiny.png"
     cv2.imwrite(str(tiny), np.zeros((9, 12, 3), np.uint8))
     one_line_error(*run(capsys, "explain", tiny, *common)[::2], "12×9 px", "stride 32")
-    one_line_error(*run(capsys, "explain", image_path, "--size", 16, *common)[::2], "16×16", "--size 224")
+    one_line_error(
+        *run(capsys, "explain", image_path, "--size", 16, *common)[::2], "16×16", "--size 224"
+    )
     torch.save({"x": torch.zeros(1), "evil": print}, tmp_path / "evil.ckpt")
-    one_line_error(*run(capsys, "explain", image_path, "--weights", tmp_path / "evil.ckpt")[::2], "refusing")
-    one_line_error(*run(capsys, "explain", image_path, "--weights", tmp_path / "nope.ckpt")[::2], "no such checkpoint")
+    one_line_error(
+        *run(capsys, "explain", image_path, "--weights", tmp_path / "evil.ckpt")[::2], "refusing"
+    )
+    one_line_error(
+        *run(capsys, "explain", image_path, "--weights", tmp_path / "nope.ckpt")[::2],
+        "no such checkpoint",
+    )
     code, _, err = run(capsys, "explain", image_path, "--alpha", 3, *common)
     assert code == 2 and "alpha" in err
     code, _, err = run(capsys, "explain", image_path, "--method", "magic", *common)
@@ -107,7 +162,16 @@ def test_bad_inputs(capsys, tmp_path, image_path, checkpoint):
 
 def test_one_bad_image_does_not_lose_the_others(capsys, tmp_path, image_path, checkpoint):
     (tmp_path / "broken.png").write_bytes(b"")
-    code, out, err = run(capsys, "explain", tmp_path / "broken.png", image_path, "--weights", checkpoint, "--out", tmp_path / "o")
+    code, out, err = run(
+        capsys,
+        "explain",
+        tmp_path / "broken.png",
+        image_path,
+        "--weights",
+        checkpoint,
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 1 and "empty" in err and "1 of 2 images failed" in err
     assert (tmp_path / "o" / "scene.gradcam.png").exists()
 
@@ -116,11 +180,24 @@ def test_same_stem_never_overwrites(capsys, tmp_path, image_path, checkpoint):
     other = tmp_path / "other" / "scene.png"
     other.parent.mkdir()
     other.write_bytes(image_path.read_bytes())
-    code, _, err = run(capsys, "explain", image_path, other, "--weights", checkpoint, "--out", tmp_path / "o")
+    code, _, err = run(
+        capsys, "explain", image_path, other, "--weights", checkpoint, "--out", tmp_path / "o"
+    )
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["scene-2.gradcam.png", "scene.gradcam.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "scene-2.gradcam.png",
+        "scene.gradcam.png",
+    ]
 
 
 def test_debug_shows_traceback(tmp_path, image_path):
     with pytest.raises(FileNotFoundError):
-        main(["--debug", "explain", str(tmp_path / "missing.png"), "--weights", str(tmp_path / "x.ckpt")])
+        main(
+            [
+                "--debug",
+                "explain",
+                str(tmp_path / "missing.png"),
+                "--weights",
+                str(tmp_path / "x.ckpt"),
+            ]
+        )

@@ -26,7 +26,11 @@ def test_three_paths_agree(model, images, targets):
     closed = Explainer(model, "layer4.2", path="closed-form")(images, targets)
     activation = Explainer(model, "layer4.2", path="activation-grad")(images, targets)
     reference = Explainer(model, "layer4.2", path="autograd")(images, targets)
-    assert (closed.path, activation.path, reference.path) == ("closed-form", "activation-grad", "autograd")
+    assert (closed.path, activation.path, reference.path) == (
+        "closed-form",
+        "activation-grad",
+        "autograd",
+    )
     assert torch.equal(closed.class_ids, reference.class_ids)
     relative_close(closed.maps, reference.maps)
     relative_close(activation.maps, reference.maps)
@@ -60,7 +64,9 @@ def test_fcn_and_cam_methods(model, images):
     fcn = Explainer(model, "layer4.2", method="fcn")(images, "all")
     cam = Explainer(model, "layer4.2", method="cam")(images, "all")
     torch.testing.assert_close(fcn.maps.mean(dim=(2, 3)), fcn.logits, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(cam.maps.mean(dim=(2, 3)) + model.fc.bias, cam.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        cam.maps.mean(dim=(2, 3)) + model.fc.bias, cam.logits, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_all_negative_class_gives_zero_map_not_nan(model, images):

@@ -24,11 +24,15 @@ def test_probability_maps(model, images):
 
 
 def test_output_stride_16_doubles_resolution_and_restores_model(model, images):
-    before = [(m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    before = [
+        (m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     coarse = score_maps(model, images)
     dense = score_maps(model, images, output_stride=16)
     assert dense.shape[-1] == 2 * coarse.shape[-1]
-    after = [(m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    after = [
+        (m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     assert before == after
     with dilated_last_stage(model), torch.no_grad():
         logits = model(images)  # the dilated network's own logits

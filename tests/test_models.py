@@ -13,7 +13,9 @@ def test_variant_shapes(channels):
     assert block.conv3.out_channels == channels and block.bn3.num_features == channels
     assert model.fc.in_features == channels
     if channels != 2048:
-        assert block.downsample[0].in_channels == 2048 and block.downsample[0].out_channels == channels
+        assert (
+            block.downsample[0].in_channels == 2048 and block.downsample[0].out_channels == channels
+        )
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
     with pytest.raises(ValueError, match="channels"):

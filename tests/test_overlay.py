@@ -14,7 +14,9 @@ def test_blend_is_linear_on_the_stated_scale(rgb_image):
     expected = np.round(0.5 * rgb_image + 0.5 * colours.astype(float)).astype(int)
     assert np.abs(half - expected).max() <= 1
     # value v → index 255·(v − vmin)/(vmax − vmin): the middle of the scale is index ~128
-    jet = cv2.cvtColor(cv2.applyColorMap(np.array([[128]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    jet = cv2.cvtColor(
+        cv2.applyColorMap(np.array([[128]], np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+    )
     assert np.array_equal(colorize(np.array([[1.0]]), 0.0, 2.0), jet)
 
 
@@ -43,7 +45,9 @@ def test_panel_and_atomic_save(tmp_path, rgb_image):
     maps = [np.random.default_rng(0).random((80, 100)).astype(np.float32) for _ in range(2)]
     mask = np.zeros((80, 100), np.uint8)
     mask[20:50, 30:70] = 1
-    image = panel(rgb_image, maps, ["a very long class name that will not fit", "b"], mask=mask, height=128)
+    image = panel(
+        rgb_image, maps, ["a very long class name that will not fit", "b"], mask=mask, height=128
+    )
     assert image.shape[0] == 128 + 22 and image.dtype == np.uint8
     assert image.shape[1] > 3 * 160
     path = save_image(tmp_path / "sub" / "panel.png", image)

@@ -35,10 +35,14 @@ def test_matches_captum_layer_gradcam(model, images):
     from captum.attr import LayerGradCam
 
     targets = torch.tensor([1, 4, 9])
-    attribution = LayerGradCam(model, model.layer4[2]).attribute(images, target=targets, relu_attributions=True)
+    attribution = LayerGradCam(model, model.layer4[2]).attribute(
+        images, target=targets, relu_attributions=True
+    )
     model.zero_grad(set_to_none=True)
     heatmaps = Explainer(model, "layer4.2")(images, targets)
-    torch.testing.assert_close(heatmaps.maps[:, 0], attribution[:, 0].detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        heatmaps.maps[:, 0], attribution[:, 0].detach(), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("channels", [64, 512, 3072])
