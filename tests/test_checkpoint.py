@@ -44,7 +44,7 @@ class Evil:
 
 def test_unsafe_pickles_are_refused(tmp_path, model):
     torch.save({"state_dict": model.state_dict(), "hook": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="refusing to load.*arbitrary Python objects"):
+    with pytest.raises(ValueError, match=r"refusing to load.*arbitrary Python objects"):
         load_checkpoint(tmp_path / "evil.pt")
 
 
@@ -68,7 +68,7 @@ def test_bad_files(tmp_path, model):
     state = model.state_dict()
     state.pop("layer1.0.conv1.weight")
     torch.save(state, tmp_path / "partial.pt")
-    with pytest.raises(ValueError, match="missing keys.*layer1.0.conv1.weight"):
+    with pytest.raises(ValueError, match=r"missing keys.*layer1\.0\.conv1\.weight"):
         load_classifier(tmp_path / "partial.pt")
     with pytest.raises(FileNotFoundError, match="'imagenet', 'none'"):
         load_classifier("imagnet")

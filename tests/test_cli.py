@@ -162,7 +162,7 @@ def test_bad_inputs(capsys, tmp_path, image_path, checkpoint):
 
 def test_one_bad_image_does_not_lose_the_others(capsys, tmp_path, image_path, checkpoint):
     (tmp_path / "broken.png").write_bytes(b"")
-    code, out, err = run(
+    code, _out, err = run(
         capsys,
         "explain",
         tmp_path / "broken.png",

@@ -51,14 +51,17 @@ def test_exception_inside_with_removes_hooks_and_restores_state(model, images):
     model.conv1.weight.requires_grad_(False)
     marker = torch.ones_like(model.fc.weight)
     model.fc.weight.grad = marker
-    with pytest.raises(RuntimeError, match="boom"):
-        with preserved_model_state(model), LayerProbe(model, ["layer4.2", "layer2"]):
-            model.eval()
-            for p in model.parameters():
-                p.requires_grad_(True)
-            model.layer4.register_forward_hook(lambda *a: None)  # a stray hook is removed too
-            model(images[:1]).sum().backward()
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        preserved_model_state(model),
+        LayerProbe(model, ["layer4.2", "layer2"]),
+    ):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.layer4.register_forward_hook(lambda *a: None)  # a stray hook is removed too
+        model(images[:1]).sum().backward()
+        raise RuntimeError("boom")
     assert no_hooks(model)
     assert model.training and not model.layer1.training and model.layer2.training
     assert not model.conv1.weight.requires_grad and model.fc.weight.requires_grad

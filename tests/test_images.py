@@ -55,7 +55,7 @@ def test_grayscale_16bit_rgba_and_palette(tmp_path):
 def test_exif_orientation_is_applied(tmp_path):
     bgr = np.zeros((40, 80, 3), np.uint8)  # wide image
     bgr[:, :40] = (0, 0, 255)
-    ok, jpeg = cv2.imencode(".jpg", bgr)
+    _ok, jpeg = cv2.imencode(".jpg", bgr)
     path = tmp_path / "rotated.jpg"
     path.write_bytes(with_exif_orientation(jpeg.tobytes(), 6))  # 6: rotate 90° clockwise
     image = read_image(path)

@@ -126,7 +126,13 @@ def _imagenet(arch: str) -> tuple[nn.Module, ModelInfo]:
     return model, info
 
 
-def _random(arch: str, num_classes: int, channels: int) -> tuple[nn.Module, ModelInfo]:
+def _random(
+    arch: str, num_classes: int, channels: int, seed: int | None = None
+) -> tuple[nn.Module, ModelInfo]:
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):  # reproducible, without touching the global RNG
+            torch.manual_seed(seed)
+            return _random(arch, num_classes, channels)
     if arch == "resnet50":
         model = resnet50_variant(channels, num_classes)
     else:
@@ -214,7 +220,7 @@ def load_classifier(
         FileNotFoundError / ValueError: a bad checkpoint path or file.
     """
     if weights is None or (isinstance(weights, str) and weights.lower() in ("none", "random")):
-        model, info = _random(arch, num_classes, channels)
+        model, info = _random(arch, num_classes, channels, seed=0)
     elif isinstance(weights, str) and weights.lower() in ("imagenet", "default"):
         model, info = _imagenet(arch)
     else:
