@@ -102,21 +102,14 @@ def peak_extra_bytes(
     return sampler.measure(fn) if sampler else None
 
 
-def median_seconds(
-    fn: Callable[[], object], device: torch.device, repeats: int, warmup: int
-) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def cases(model: torch.nn.Module, images: torch.Tensor) -> dict[str, Callable[[], object]]:
@@ -180,11 +173,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for batch in args.batch_sizes:
         images = torch.randn(batch, 3, args.size, args.size, device=device)
-        forward_time = None
-        for name, fn in cases(model, images).items():
-            seconds = median_seconds(fn, device, repeats, warmup=2 if device.type == "cuda" else 1)
+        batch_cases = cases(model, images)
+        # Round-robin: every repeat runs each case once, so drift in the machine's speed
+        # (shared CPUs, clocks) hits all cases alike; then the median per case.
+        for fn in batch_cases.values():
+            for _ in range(2 if device.type == "cuda" else 1):
+                fn()
+        times: dict[str, list[float]] = {name: [] for name in batch_cases}
+        for _ in range(repeats):
+            for name, fn in batch_cases.items():
+                times[name].append(timed(fn, device))
+        forward_time = statistics.median(times["plain forward (inference_mode)"])
+        for name, fn in batch_cases.items():
+            seconds = statistics.median(times[name])
             memory = peak_extra_bytes(fn, device, sampler)
-            forward_time = forward_time or seconds
             row = {
                 "batch": batch,
                 "case": name,
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             memory_text = "-" if memory is None else f"{memory / 2**20:8.0f}"
             print(
-                f"batch {batch:>2}  {name:<48} {seconds * 1000:9.1f} ms  {row['ratio_to_forward']:5.2f}×  {memory_text} MB",
+                f"batch {batch:>2}  {name:<48} {seconds * 1000:9.1f} ms  "
+                f"{row['ratio_to_forward']:5.2f}×  {memory_text} MB",
                 flush=True,
             )
     names = {r["case"] for r in rows}

@@ -282,7 +282,7 @@ def _cmd_explain(args) -> int:
                 targets = "all"
             else:
                 targets = f"top-{min(args.topk or 1, info.num_classes)}"
-            heatmaps = explainer(batch, targets)
+            heatmaps = explainer(batch, targets).cpu()
             probabilities = heatmaps.logits.softmax(dim=1)
             for index, (path, stem, image) in enumerate(chunk):
                 top = probabilities[index].topk(topn)

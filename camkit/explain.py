@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 from camkit.cam import gradcam, gradcam_closed_form, normalize, upsample
 from camkit.fcn import class_maps, find_linear_head, head_matches
-from camkit.hooks import LayerProbe, preserved_model_state
+from camkit.hooks import LayerProbe, preserved_model_state, set_eval
 from camkit.layers import layer_stride, resolve_layer
 
 __all__ = ["METHODS", "PATHS", "Explainer", "Heatmaps", "Targets", "resolve_targets"]
@@ -64,6 +64,17 @@ class Heatmaps:
     def upsampled(self) -> torch.Tensor:
         """``(N, K, H, W)``: raw maps resampled bilinearly (``align_corners=False``) to the input."""
         return upsample(self.maps, self.input_size)
+
+    def cpu(self) -> Heatmaps:
+        """The same result with every tensor on the CPU (for numpy, files, plotting)."""
+        return replace(
+            self,
+            maps=self.maps.cpu(),
+            class_ids=self.class_ids.cpu(),
+            scores=self.scores.cpu(),
+            probabilities=self.probabilities.cpu(),
+            logits=self.logits.cpu(),
+        )
 
     def normalized(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Maps in [0, 1] per map (flat maps → zeros), resampled to ``size`` (default: input)."""
@@ -124,6 +135,7 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
                 )
         else:
             raise ValueError(f"targets must be (N,) or (N, K), got shape {tuple(ids.shape)}")
+    ids = ids.cpu()
     bad = ids[(ids < 0) | (ids >= classes)]
     if bad.numel():
         raise ValueError(
@@ -250,7 +262,7 @@ class Explainer:
             preserved_model_state(self.model),
             LayerProbe(self.model, [self.layer]) as probe,
         ):
-            self.model.eval()
+            set_eval(self.model)
             with torch.inference_mode():
                 logits = self.model(images)
                 activations = probe.activations[self.layer]  # (N, C, h, w)
@@ -284,7 +296,7 @@ class Explainer:
             preserved_model_state(self.model),
             LayerProbe(self.model, [self.layer], mode=mode) as probe,
         ):
-            self.model.eval()
+            set_eval(self.model)
             if leaf:
                 for parameter in self.model.parameters():
                     parameter.requires_grad_(False)

@@ -17,7 +17,7 @@ from torch import nn
 
 from camkit.layers import resolve_layer
 
-__all__ = ["LayerProbe", "preserved_model_state"]
+__all__ = ["LayerProbe", "preserved_model_state", "set_eval"]
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -41,21 +41,25 @@ def preserved_model_state(model: nn.Module) -> Iterator[nn.Module]:
         ...         p.requires_grad_(False)
         >>> # model is back in its previous mode with its previous flags
     """
+    # This runs on every explanation, so it avoids nn.Module.__getattr__/__setattr__ (slow for
+    # the ~150 modules of a ResNet-50) and only writes what changed.
     modules = list(model.modules())
-    training = [module.training for module in modules]
+    training = [module.__dict__.get("training", True) for module in modules]
     parameters = list(model.parameters())
     requires_grad = [p.requires_grad for p in parameters]
     grads = [p.grad for p in parameters]
     # .grad tensors can be changed in place (backward accumulates into them): keep their values
     grad_values = [(g._version, g.detach().clone()) if g is not None else None for g in grads]
-    hook_keys = [
-        {attr: set(getattr(module, attr, {}).keys()) for attr in _HOOK_DICTS} for module in modules
-    ]
+    hook_keys = []
+    for module in modules:
+        state = module.__dict__
+        hook_keys.append({attr: set(state[attr]) for attr in _HOOK_DICTS if state.get(attr)})
     try:
         yield model
     finally:
         for module, flag in zip(modules, training):
-            module.training = flag
+            if module.__dict__.get("training", True) != flag:
+                module.__dict__["training"] = flag
         for p, flag, grad, saved in zip(parameters, requires_grad, grads, grad_values):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
@@ -64,13 +68,20 @@ def preserved_model_state(model: nn.Module) -> Iterator[nn.Module]:
                     grad.copy_(saved[1])
             if p.grad is not grad:
                 p.grad = grad
-        for module, keys in zip(modules, hook_keys):
-            for attr, before in keys.items():
-                hooks = getattr(module, attr, None)
-                if hooks is None:
-                    continue
-                for key in [k for k in hooks if k not in before]:
-                    del hooks[key]
+        for module, before in zip(modules, hook_keys):
+            state = module.__dict__
+            for attr in _HOOK_DICTS:
+                hooks = state.get(attr)
+                if hooks:
+                    kept = before.get(attr, ())
+                    for key in [k for k in hooks if k not in kept]:
+                        del hooks[key]
+
+
+def set_eval(model: nn.Module) -> None:
+    """``model.eval()`` that skips the ~150 ``__setattr__`` calls when already in eval mode."""
+    if any(module.__dict__.get("training", False) for module in model.modules()):
+        model.eval()
 
 
 ProbeMode = Literal["capture", "leaf"]
