@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "camkit demo lands with the offline-demo issue; until then: Grad-CAM on assets/sample.png with RANDOM weights"
-	$(VENV)/bin/camkit explain assets/sample.png --weights none --topk 2 --out camkit-demo
+	$(VENV)/bin/camkit demo
 
 test: $(STAMP)
 	$(PY) -m ruff check camkit tests benchmarks

@@ -138,6 +138,68 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--colormap", choices=COLORMAPS, default="jet")
     explain.add_argument("--batch-size", type=_positive, default=16)
 
+    explain.add_argument(
+        "--output-stride",
+        type=int,
+        choices=(32, 16),
+        default=32,
+        help="16 dilates layer4 for 2× denser maps (same weights)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="the offline demo: shapes data, training, report",
+        description="Generate shapes data, train a ResNet-50 (cached), explain held-out images and write a report.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("camkit-demo"), help="demo folder (default: camkit-demo)"
+    )
+    demo.add_argument("--n-train", type=_positive, default=1500)
+    demo.add_argument("--epochs", type=_positive, default=1)
+    demo.add_argument("--size", type=_positive, default=128)
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    data = commands.add_parser(
+        "data", help="generate data sets", description="Generate camkit's synthetic data sets."
+    )
+    data_commands = data.add_subparsers(dest="data_command", metavar="KIND")
+    data_commands.required = True
+    shapes = data_commands.add_parser(
+        "shapes",
+        help="synthetic shapes with masks",
+        description="Write synthetic shapes as a folder data set (images/<class>/*.png, masks/<class>/*.png).",
+    )
+    shapes.add_argument("--out", type=Path, required=True)
+    shapes.add_argument("--n", type=_positive, default=2000)
+    shapes.add_argument("--size", type=_positive, default=128)
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--difficulty", choices=("easy", "hard"), default="easy")
+    shapes.add_argument("--objects", type=int, choices=(1, 2), default=1)
+
+    train = commands.add_parser(
+        "train",
+        help="train a ResNet-50 classifier on a folder data set",
+        description="Train or fine-tune a ResNet-50 classifier on images/<class>/* .",
+    )
+    train.add_argument("data", type=Path, help="data folder (images/<class>/*)")
+    train.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
+    train.add_argument(
+        "--val", type=Path, default=None, help="validation folder (default: a seeded split of DATA)"
+    )
+    train.add_argument("--epochs", type=_positive, default=1)
+    train.add_argument("--size", type=_positive, default=128)
+    train.add_argument("--batch-size", type=_positive, default=16)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--workers", type=int, default=1)
+    train.add_argument(
+        "--pretrained",
+        choices=("auto", "imagenet", "none"),
+        default="auto",
+        help="auto: ImageNet weights if cached locally, else from scratch",
+    )
+    train.add_argument("--resume", action="store_true", help="continue from --out")
+    train.add_argument("--device", default=None)
+
     layers = commands.add_parser(
         "layers",
         help="list layer names and output shapes",
@@ -236,7 +298,9 @@ def _cmd_explain(args) -> int:
 
     model, info = _load(args)
     layer = args.layer or default_layer(model)
-    explainer = Explainer(model, layer=layer, method=args.method, path=args.path)
+    explainer = Explainer(
+        model, layer=layer, method=args.method, path=args.path, output_stride=args.output_stride
+    )
     size = info.input_size if args.size is None else args.size
     size = None if size == 0 else size
     if args.class_ids is not None:
@@ -357,6 +421,66 @@ def _cmd_explain(args) -> int:
     return 1 if failures else 0
 
 
+def _cmd_demo(args) -> int:
+    from camkit.demo import DemoConfig, run_demo
+
+    config = DemoConfig(out=str(args.out), n_train=args.n_train, epochs=args.epochs, size=args.size)
+    summary = run_demo(config, quiet=args.json)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    training = summary["training"]
+    print(
+        f"classifier: validation accuracy {training['val_accuracy']:.3f} ({training['origin']}, {training['epochs']} epoch, {training['n_train']} images at {training['size']} px)"
+    )
+    print(
+        f"{'Grad-CAM at layer4.2':<26} {'map':>5} {'accuracy':>9} {'pointing':>9} {'energy':>7} {'2-object':>9}"
+    )
+    for name, row in summary["localisation"].items():
+        shape = f"{row['map_size'][0]}×{row['map_size'][1]}"
+        print(
+            f"{name:<26} {shape:>5} {row['accuracy']:9.3f} {row['pointing_game']:9.3f} {row['energy_in_mask']:7.3f} {row['two_object_own_max']:9.3f}"
+        )
+    print(f"report: {summary['report']}  ({summary['seconds']:.0f} s)")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from camkit.data.shapes import write_dataset
+
+    root = write_dataset(
+        args.out,
+        args.n,
+        args.size,
+        args.seed,
+        args.difficulty,
+        args.objects,
+        progress=sys.stderr.isatty(),
+    )
+    print(f"wrote {args.n} images and masks to {root}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from camkit.train import TrainConfig, train_classifier
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        size=args.size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        pretrained=args.pretrained,
+    )
+    metrics = train_classifier(
+        args.data, args.out, config, val_data=args.val, resume=args.resume, device=args.device
+    )
+    print(
+        f"epoch {metrics.get('epoch')}: validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, loss {metrics.get('val_loss', float('nan')):.3f} → {args.out}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -369,7 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     from camkit.models.resnet import WeightsUnavailableError
 
-    handlers = {"explain": _cmd_explain, "layers": _cmd_layers}
+    handlers = {
+        "explain": _cmd_explain,
+        "layers": _cmd_layers,
+        "demo": _cmd_demo,
+        "data": _cmd_data,
+        "train": _cmd_train,
+    }
     try:
         return handlers[args.command](args)
     except (CLIError, OSError, ValueError, TypeError, WeightsUnavailableError) as error:

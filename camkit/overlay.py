@@ -14,7 +14,17 @@ import numpy as np
 
 from camkit.checkpoint import atomic_path
 
-__all__ = ["COLORMAPS", "colorbar", "colorize", "draw_contours", "overlay", "panel", "save_image"]
+__all__ = [
+    "COLORMAPS",
+    "colorbar",
+    "colorize",
+    "draw_contours",
+    "hstack",
+    "overlay",
+    "panel",
+    "save_image",
+    "titled",
+]
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "hot")
 
@@ -136,7 +146,8 @@ def colorbar(
     return tile
 
 
-def _titled(tile: np.ndarray, title: str, band: int = 22) -> np.ndarray:
+def titled(tile: np.ndarray, title: str, band: int = 22) -> np.ndarray:
+    """The tile with a white title band of ``band`` px above it."""
     import cv2
 
     out = np.full((tile.shape[0] + band, tile.shape[1], 3), 255, np.uint8)
@@ -183,16 +194,26 @@ def panel(
         )
 
     base = image if mask is None else draw_contours(image, mask)
-    tiles = [_titled(fit(base), image_title)]
+    tiles = [titled(fit(base), image_title)]
     for heatmap, title in zip(heatmaps, titles):
-        tiles.append(
-            _titled(fit(overlay(image, heatmap, alpha, vmin, vmax, colormap, mask)), title)
-        )
-    tiles.append(_titled(colorbar(height, vmin, vmax, colormap), "scale"))
+        tiles.append(titled(fit(overlay(image, heatmap, alpha, vmin, vmax, colormap, mask)), title))
+    tiles.append(titled(colorbar(height, vmin, vmax, colormap), "scale"))
     gap = np.full((height + 22, 4, 3), 255, np.uint8)
     row = []
     for tile in tiles:
         row.extend([tile, gap])
+    return np.concatenate(row[:-1], axis=1)
+
+
+def hstack(tiles: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Tiles of equal height side by side with white gaps."""
+    height = tiles[0].shape[0]
+    if any(t.shape[0] != height for t in tiles):
+        raise ValueError(f"tiles have different heights {[t.shape[0] for t in tiles]}")
+    spacer = np.full((height, gap, 3), 255, np.uint8)
+    row: list[np.ndarray] = []
+    for tile in tiles:
+        row.extend([tile, spacer])
     return np.concatenate(row[:-1], axis=1)
 
 

@@ -169,3 +169,18 @@ def test_bad_images(model):
         explainer([[1, 2]])
     with pytest.raises(ValueError, match="N ≥ 1"):
         explainer(torch.zeros(0, 3, 64, 64))
+
+
+def test_output_stride_16_doubles_maps_and_keeps_identities(model, images):
+    before = [(m.stride, m.dilation) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = Explainer(model, "layer4.2", output_stride=16)(images, "all")
+    reference = Explainer(model, "layer4.2", path="autograd", output_stride=16)(images, "all")
+    assert dense.maps.shape[-1] == 2 * Explainer(model, "layer4.2")(images).maps.shape[-1]
+    relative_close(dense.maps, reference.maps)
+    cams = score_maps(model, images, output_stride=16, include_bias=False)
+    relative_close(dense.maps, cams.clamp_min(0) / (cams.shape[-1] * cams.shape[-2]))
+    assert before == [
+        (m.stride, m.dilation) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    with pytest.raises(ValueError, match="output_stride"):
+        Explainer(model, "layer4.2", output_stride=8)

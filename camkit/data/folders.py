@@ -130,11 +130,15 @@ class SegmentationFolder(Dataset):
         images_dir, masks_dir = root / "images", root / "masks"
         for folder in (images_dir, masks_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"{folder} does not exist; expected {root}/images and {root}/masks")
+                raise FileNotFoundError(
+                    f"{folder} does not exist; expected {root}/images and {root}/masks"
+                )
         images = find_images(images_dir)
         if not images:
             raise ValueError(f"no images under {images_dir}")
-        masks = {p.relative_to(masks_dir).with_suffix("").as_posix(): p for p in find_images(masks_dir)}
+        masks = {
+            p.relative_to(masks_dir).with_suffix("").as_posix(): p for p in find_images(masks_dir)
+        }
         pairs, missing = [], []
         for image in images:
             key = image.relative_to(images_dir).with_suffix("").as_posix()
@@ -143,7 +147,9 @@ class SegmentationFolder(Dataset):
             else:
                 missing.append(str(image))
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
             raise ValueError(f"{len(missing)} images have no mask in {masks_dir}: {shown}")
         self.pairs, self.size, self.classes = pairs, size, classes
         self.mean, self.std = tuple(mean), tuple(std)

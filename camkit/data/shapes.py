@@ -112,9 +112,18 @@ def generate(
         kind = CLASSES[class_id]
         region = np.zeros((size, size), np.uint8)
         if kind == "circle":
-            cv2.circle(region, tuple(int(v) for v in np.round(center)), int(round(radius * 0.85)), 1, -1, cv2.LINE_8)
+            cv2.circle(
+                region,
+                tuple(int(v) for v in np.round(center)),
+                int(round(radius * 0.85)),
+                1,
+                -1,
+                cv2.LINE_8,
+            )
         else:
-            cv2.fillPoly(region, [_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))], 1, cv2.LINE_8)
+            cv2.fillPoly(
+                region, [_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))], 1, cv2.LINE_8
+            )
         inside = region.astype(bool)
         colour = _colour(rng, kind, difficulty)
         shading = rng.normal(0, 6, (size, size, 1)).astype(np.float32)

@@ -1,0 +1,228 @@
+"""Training loops: a ResNet-50 classifier on a folder data set (from ImageNet weights when they
+are cached locally, else from scratch), with progress, validation, atomic checkpoints, resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from camkit.checkpoint import load_checkpoint, save_checkpoint
+from camkit.data.folders import ClassificationFolder
+from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
+
+__all__ = ["TrainConfig", "evaluate_classifier", "imagenet_weights_cached", "train_classifier"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``train_classifier`` (recorded in the checkpoint)."""
+
+    epochs: int = 1
+    size: int = 128
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    val_fraction: float = 0.15
+    seed: int = 0
+    workers: int = 1
+    pretrained: str = "auto"  # "auto": ImageNet weights if cached locally; "imagenet"; "none"
+    extra: dict = field(default_factory=dict)
+
+
+def imagenet_weights_cached() -> Path | None:
+    """The cached torchvision ResNet-50 ImageNet file, if present (never downloads)."""
+    import torchvision
+
+    weights = torchvision.models.ResNet50_Weights.DEFAULT
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    return path if path.is_file() else None
+
+
+def _initial_model(num_classes: int, pretrained: str) -> tuple[nn.Module, str]:
+    cached = imagenet_weights_cached() if pretrained in ("auto", "imagenet") else None
+    if pretrained == "imagenet" and cached is None:
+        raise FileNotFoundError(
+            "pretrained='imagenet' but the ResNet-50 ImageNet weights are not in the torch cache; "
+            "use pretrained='none' (from scratch) or copy the file into the cache"
+        )
+    if cached is not None:
+        model = resnet50_variant(2048, 1000)
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+        model.fc = nn.Linear(2048, num_classes)
+        return model, f"imagenet ({cached.name})"
+    # From scratch: zero-init the last BN of each block so every residual block starts as the
+    # identity; this is what makes one epoch enough on the easy shapes.
+    return resnet50_variant(2048, num_classes, zero_init_residual=True), "scratch"
+
+
+def _loaders(data: Path, val_data: Path | None, config: TrainConfig, class_names=None):
+    train_set = ClassificationFolder(data, config.size, augment=True, class_names=class_names)
+    if val_data is not None:
+        val_set = ClassificationFolder(val_data, config.size, class_names=train_set.class_names)
+        train_view: torch.utils.data.Dataset = train_set
+    else:
+        generator = torch.Generator().manual_seed(config.seed)
+        order = torch.randperm(len(train_set), generator=generator).tolist()
+        cut = max(1, int(round(len(order) * config.val_fraction)))
+        val_plain = ClassificationFolder(data, config.size, class_names=train_set.class_names)
+        val_set, train_view = Subset(val_plain, order[:cut]), Subset(train_set, order[cut:])
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train_view,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.workers,
+        generator=generator,
+        persistent_workers=False,
+    )
+    val_loader = DataLoader(val_set, batch_size=64, num_workers=config.workers)
+    return train_set.class_names, train_loader, val_loader
+
+
+@torch.inference_mode()
+def evaluate_classifier(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
+    """Accuracy and mean cross-entropy of ``model`` (eval mode) over ``loader``."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    for images, labels in loader:
+        logits = model(images.to(device))
+        labels = labels.to(device)
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+        total += labels.numel()
+    model.train(was_training)
+    return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "count": total}
+
+
+def train_classifier(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+    val_data: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train a ResNet-50 classifier on ``data`` (``images/<class>/*``) and save a checkpoint.
+
+    AdamW with a one-cycle schedule; validation each epoch (on ``val_data`` or a seeded
+    ``val_fraction`` split); the checkpoint (weights, class names, input size, normalisation,
+    metrics, optimizer and schedule state) is written atomically after every epoch, so
+    ``resume=True`` continues an interrupted run from its last finished epoch (same schedule;
+    the epoch count must match). ``on_epoch`` is called with each epoch's metrics after its
+    checkpoint is written. Returns the final metrics.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    out = Path(out)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    progress = sys.stderr.isatty() if progress is None else progress
+    torch.manual_seed(config.seed)
+    start_epoch, history = 0, []
+    checkpoint = load_checkpoint(out) if resume and out.exists() else None
+    class_names = checkpoint.get("class_names") if checkpoint else None
+    class_names, train_loader, val_loader = _loaders(
+        Path(data), Path(val_data) if val_data else None, config, class_names
+    )
+    model, origin = _initial_model(len(class_names), config.pretrained)
+    model.to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = config.epochs * len(train_loader)
+    if steps == 0:
+        raise ValueError(
+            f"no training batches: {len(train_loader.dataset)} training images for batch size "
+            f"{config.batch_size}; add images or lower --batch-size"
+        )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.25
+    )
+    if checkpoint:
+        planned = int(checkpoint.get("config", {}).get("epochs", config.epochs))
+        if planned != config.epochs:
+            raise ValueError(
+                f"{out} belongs to a run of {planned} epochs (finished {checkpoint.get('epoch')}); "
+                f"--resume continues that schedule, so pass --epochs {planned}, or start a new "
+                "run to train for a different number of epochs"
+            )
+        model.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        start_epoch = int(checkpoint["epoch"])
+        history = list(checkpoint.get("history", []))
+        origin = checkpoint.get("origin", origin)
+        log.info("resuming from %s at epoch %d", out, start_epoch)
+    metrics: dict = history[-1] if history else {}
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started, seen, loss_ema = time.perf_counter(), 0, math.nan
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
+        for images, labels in bar:
+            images, labels = images.to(device), labels.to(device)
+            loss = nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += labels.numel()
+            value = float(loss.detach())
+            loss_ema = value if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * value
+            bar.set_postfix(
+                loss=f"{loss_ema:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}"
+            )
+        validation = evaluate_classifier(model, val_loader, device)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": loss_ema,
+            "val_accuracy": validation["accuracy"],
+            "val_loss": validation["loss"],
+            "images_per_s": seen / (time.perf_counter() - started),
+        }
+        history.append(metrics)
+        log.info("epoch %d: %s", epoch + 1, metrics)
+        save_checkpoint(
+            out,
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            arch="resnet50",
+            channels=model.fc.in_features,
+            num_classes=len(class_names),
+            class_names=list(class_names),
+            input_size=config.size,
+            mean=list(IMAGENET_MEAN),
+            std=list(IMAGENET_STD),
+            metrics=metrics,
+            history=history,
+            epoch=epoch + 1,
+            origin=origin,
+            config={k: v for k, v in vars(config).items() if k != "extra"},
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
+        )
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return metrics

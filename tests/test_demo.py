@@ -1,0 +1,32 @@
+"""The demo's promises, with the demo's own settings (slow: trains a ResNet-50 for one epoch)."""
+
+import json
+import time
+
+import pytest
+
+from camkit.cli import main
+from camkit.demo import DemoConfig, run_demo
+
+
+@pytest.mark.slow
+def test_demo_meets_its_targets_and_reuses_the_model(tmp_path, capsys):
+    config = DemoConfig(out=str(tmp_path / "demo"))
+    summary = run_demo(config, quiet=True)
+    assert summary["training"]["val_accuracy"] >= 0.95
+    dense = summary["localisation"]["output stride 16"]
+    assert dense["accuracy"] >= 0.95
+    assert dense["pointing_game"] >= 0.90
+    assert dense["two_object_own_max"] >= 0.85
+    assert "output stride 32" in summary["localisation"]  # the native network is reported too
+    report = tmp_path / "demo" / "report"
+    assert (report / "index.html").exists() and (report / "pairs.png").exists()
+    assert len(list((report / "panels").glob("*.png"))) == config.panels
+    assert (
+        json.loads((report / "metrics.json").read_text())["localisation"] == summary["localisation"]
+    )
+    started = time.perf_counter()
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0  # cached: no retraining
+    assert time.perf_counter() - started < 60
+    out, err = capsys.readouterr()
+    assert "reusing the trained classifier" in err and "pointing" in out and "report:" in out

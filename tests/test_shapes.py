@@ -1,0 +1,70 @@
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from camkit.data.shapes import CLASSES, generate, write_dataset
+
+
+def test_deterministic_bytes(tmp_path):
+    a = write_dataset(tmp_path / "a", 12, 64, seed=5)
+    b = write_dataset(tmp_path / "b", 12, 64, seed=5)
+    digest = lambda root: {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*.png")
+    }  # noqa: E731
+    assert digest(a) == digest(b) and len(digest(a)) == 24
+    assert generate(3, 7).image.tobytes() == generate(3, 7).image.tobytes()
+    assert generate(3, 7).image.tobytes() != generate(3, 8).image.tobytes()
+
+
+@pytest.mark.parametrize("objects", [1, 2])
+def test_masks_match_the_drawn_pixels(objects):
+    for index in range(16):
+        sample = generate(index, seed=1, size=96, objects=objects)
+        hsv = cv2.cvtColor(sample.image, cv2.COLOR_RGB2HSV)
+        inside = sample.mask > 0
+        # objects are saturated (S ≥ 170 before shading); the background is tinted gray (S < 80)
+        assert hsv[..., 1][inside].min() > 140
+        assert hsv[..., 1][~inside].max() < 80
+        assert sorted(np.unique(sample.mask[inside]) - 1) == sorted(sample.labels)
+        if objects == 2:
+            assert len(set(sample.labels)) == 2
+
+
+def test_easy_hue_identifies_the_class():
+    hues = {}
+    for index in range(8):
+        sample = generate(index, seed=2, size=64)
+        hsv = cv2.cvtColor(sample.image, cv2.COLOR_RGB2HSV)
+        hues.setdefault(CLASSES[sample.labels[0]], []).append(
+            np.median(hsv[..., 0][sample.mask > 0])
+        )
+    centres = {name: np.mean(values) for name, values in hues.items()}
+    assert (
+        len(centres) == 4
+        and min(
+            abs(a - b)
+            for i, a in enumerate(centres.values())
+            for b in list(centres.values())[i + 1 :]
+        )
+        > 15
+    )
+
+
+def test_layout_and_bad_arguments(tmp_path):
+    root = write_dataset(tmp_path / "d", 8, 48, objects=1)
+    assert sorted(p.name for p in (root / "images").iterdir()) == sorted(CLASSES)
+    mask = cv2.imread(str(root / "masks" / "square" / "shape_00001.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 2}
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["classes"] == list(CLASSES) and len(meta["samples"]) == 8
+    pairs = write_dataset(tmp_path / "p", 3, 48, objects=2)
+    assert len(list((pairs / "images").glob("pair_*.png"))) == 3
+    with pytest.raises(ValueError, match="difficulty"):
+        generate(0, difficulty="medium")
+    with pytest.raises(ValueError, match="32 px"):
+        generate(0, size=16)
+    assert generate(0, difficulty="hard").image.shape == (128, 128, 3)
