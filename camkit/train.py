@@ -76,7 +76,7 @@ def _loaders(data: Path, val_data: Path | None, config: TrainConfig, class_names
     else:
         generator = torch.Generator().manual_seed(config.seed)
         order = torch.randperm(len(train_set), generator=generator).tolist()
-        cut = max(1, int(round(len(order) * config.val_fraction)))
+        cut = max(1, round(len(order) * config.val_fraction))
         val_plain = ClassificationFolder(data, config.size, class_names=train_set.class_names)
         val_set, train_view = Subset(val_plain, order[:cut]), Subset(train_set, order[cut:])
     generator = torch.Generator().manual_seed(config.seed)

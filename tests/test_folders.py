@@ -32,7 +32,7 @@ def test_classification_errors(tmp_path):
     (root / "images" / "empty").rmdir()
     (root / "images" / "circle" / "shape_00000.png").write_bytes(b"broken")
     data = ClassificationFolder(root)
-    with pytest.raises(ValueError, match="shape_00000.png"):
+    with pytest.raises(ValueError, match=r"shape_00000\.png"):
         data[0]
 
 
@@ -50,7 +50,7 @@ def test_segmentation_folder_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"1 images have no mask.*shape_00001.png"):
         SegmentationFolder(root)
     cv2.imwrite(str(root / "masks" / "square" / "shape_00001.png"), np.zeros((20, 30), np.uint8))
-    with pytest.raises(ValueError, match="30×20 but image .* is 48×48"):
+    with pytest.raises(ValueError, match=r"30×20 but image .* is 48×48"):
         SegmentationFolder(root, size=32)[1]
     cv2.imwrite(str(root / "masks" / "square" / "shape_00001.png"), np.full((48, 48), 9, np.uint8))
     with pytest.raises(ValueError, match="value 9 but there are only 4 classes"):

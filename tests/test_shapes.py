@@ -11,10 +11,13 @@ from camkit.data.shapes import CLASSES, generate, write_dataset
 def test_deterministic_bytes(tmp_path):
     a = write_dataset(tmp_path / "a", 12, 64, seed=5)
     b = write_dataset(tmp_path / "b", 12, 64, seed=5)
-    digest = lambda root: {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*.png")
-    }  # noqa: E731
+
+    def digest(root):
+        return {
+            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*.png")
+        }
+
     assert digest(a) == digest(b) and len(digest(a)) == 24
     assert generate(3, 7).image.tobytes() == generate(3, 7).image.tobytes()
     assert generate(3, 7).image.tobytes() != generate(3, 8).image.tobytes()

@@ -41,7 +41,7 @@ def test_train_writes_checkpoint_with_metadata_and_resumes(tmp_path, tiny_data):
     resumed = load_checkpoint(out)
     assert metrics["epoch"] == 2 and len(resumed["history"]) == 2
     assert not torch.equal(first["fc.weight"], resumed["state_dict"]["fc.weight"])
-    model, info = load_classifier(out)
+    _model, info = load_classifier(out)
     assert info.num_classes == 4 and info.input_size == 48
 
 

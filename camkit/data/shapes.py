@@ -115,7 +115,7 @@ def generate(
             cv2.circle(
                 region,
                 tuple(int(v) for v in np.round(center)),
-                int(round(radius * 0.85)),
+                round(radius * 0.85),
                 1,
                 -1,
                 cv2.LINE_8,
