@@ -200,6 +200,61 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from --out")
     train.add_argument("--device", default=None)
 
+    variant = commands.add_parser(
+        "variant",
+        help="build a channel variant of layer4.2 from a trained checkpoint and fine-tune it",
+        description="Weight-preserving surgery to C output channels in layer4.2, then fine-tuning (layer4.2 + fc unless --train-all).",
+    )
+    variant.add_argument(
+        "--channels", type=_positive, required=True, help="output channels C of layer4.2"
+    )
+    variant.add_argument(
+        "--from", dest="parent", type=Path, required=True, help="parent checkpoint"
+    )
+    variant.add_argument(
+        "--data", type=Path, required=True, help="training folder (images/<class>/*)"
+    )
+    variant.add_argument(
+        "--val", type=Path, default=None, help="validation folder (default: a seeded split)"
+    )
+    variant.add_argument("--out", type=Path, required=True, help="variant checkpoint to write")
+    variant.add_argument(
+        "--epochs", type=int, default=1, help="fine-tuning epochs (0: surgery only)"
+    )
+    variant.add_argument(
+        "--train-all", action="store_true", help="train every layer, not only layer4.2 and fc"
+    )
+    variant.add_argument("--batch-size", type=_positive, default=16)
+    variant.add_argument("--lr", type=float, default=1e-3)
+    variant.add_argument("--workers", type=int, default=1)
+
+    variants = commands.add_parser(
+        "variants", help="study channel variants", description="Study channel variants."
+    )
+    variants_commands = variants.add_subparsers(dest="variants_command", metavar="ACTION")
+    variants_commands.required = True
+    compare = variants_commands.add_parser(
+        "compare",
+        help="accuracy, localisation and heatmap agreement of variants on the same images",
+        description="Run each variant on the same images: accuracy, pointing game and energy in mask (needs masks/), Spearman and top-20%% IoU between variants; CSV tables and a figure.",
+    )
+    compare.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT")
+    compare.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with images/<class>/* (and masks/<class>/*)",
+    )
+    compare.add_argument("--out", type=Path, default=Path("camkit-variants"), help="output folder")
+    compare.add_argument(
+        "--n",
+        type=_positive,
+        default=200,
+        help="images to use, spread over the classes (default 200)",
+    )
+    compare.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
+    compare.add_argument("--json", action="store_true")
+
     layers = commands.add_parser(
         "layers",
         help="list layer names and output shapes",
@@ -481,6 +536,64 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_variant(args) -> int:
+    from camkit.train import TrainConfig
+    from camkit.variants import make_variant
+
+    config = TrainConfig(batch_size=args.batch_size, lr=args.lr, workers=args.workers)
+    from camkit.models.resnet import load_classifier
+
+    _, info = load_classifier(args.parent)
+    config.size = info.input_size
+    report = make_variant(
+        args.parent,
+        args.channels,
+        args.data,
+        args.out,
+        args.epochs,
+        args.train_all,
+        args.val,
+        config,
+    )
+    before = report.before
+    print(
+        f"surgery {info.channels}→{report.channels} channels (kept {report.kept} of the parent's): "
+        f"max |Δlogit| {before['max_abs_logit_diff']:.3g}, mean relative {before['mean_relative_logit_diff']:.3g}, "
+        f"accuracy {before['variant_accuracy']:.3f} vs parent {before['parent_accuracy']:.3f} "
+        f"(same prediction on {before['prediction_agreement']:.1%} of {before['count']} images)"
+    )
+    if args.epochs:
+        print(
+            f"after {args.epochs} epoch(s) of fine-tuning: validation accuracy {report.after['val_accuracy']:.3f} → {report.checkpoint}"
+        )
+    else:
+        print(f"saved without training → {report.checkpoint}")
+    return 0
+
+
+def _cmd_variants(args) -> int:
+    from camkit.variants import compare_variants
+
+    result = compare_variants(
+        [str(c) for c in args.checkpoints], args.data, args.out, args.n, args.output_stride
+    )
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(
+        f"{'variant':<32} {'accuracy':>9} {'pointing':>9} {'energy':>7}   (Grad-CAM layer4.2, output stride {result['output_stride']})"
+    )
+    for row in result["variants"]:
+        print(
+            f"{row['variant']:<32} {row['accuracy']:9.3f} {row['pointing_game']:9.3f} {row['energy_in_mask']:7.3f}"
+        )
+    for row in result["agreement"]:
+        values = list(row.values())
+        print(f"{row['a']} vs {row['b']}: Spearman {values[2]:.3f}, {list(row)[3]} {values[3]:.3f}")
+    print(f"tables and figure: {result['out']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -499,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _cmd_demo,
         "data": _cmd_data,
         "train": _cmd_train,
+        "variant": _cmd_variant,
+        "variants": _cmd_variants,
     }
     try:
         return handlers[args.command](args)

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +119,9 @@ def train_classifier(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    model: nn.Module | None = None,
+    train_only: Sequence[str] | None = None,
+    metadata: dict | None = None,
 ) -> dict:
     """Train a ResNet-50 classifier on ``data`` (``images/<class>/*``) and save a checkpoint.
 
@@ -127,7 +130,10 @@ def train_classifier(
     metrics, optimizer and schedule state) is written atomically after every epoch, so
     ``resume=True`` continues an interrupted run from its last finished epoch (same schedule;
     the epoch count must match). ``on_epoch`` is called with each epoch's metrics after its
-    checkpoint is written. Returns the final metrics.
+    checkpoint is written. ``model`` starts from a given network (e.g. a channel variant) instead
+    of a new ResNet-50; ``train_only`` lists module-name prefixes to train (others are frozen,
+    their BatchNorm statistics too); ``metadata`` is added to the checkpoint. Returns the final
+    metrics.
     """
     from tqdm.auto import tqdm
 
@@ -142,11 +148,33 @@ def train_classifier(
     class_names, train_loader, val_loader = _loaders(
         Path(data), Path(val_data) if val_data else None, config, class_names
     )
-    model, origin = _initial_model(len(class_names), config.pretrained)
+    if model is None:
+        model, origin = _initial_model(len(class_names), config.pretrained)
+    else:
+        origin = (metadata or {}).get("origin", "given model")
+        if model.fc.out_features != len(class_names):
+            raise ValueError(
+                f"the model has {model.fc.out_features} classes but {data} has {len(class_names)}"
+            )
     model.to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    frozen_norms: list[nn.Module] = []
+    if train_only:
+        prefixes = tuple(train_only)
+
+        def trainable(name: str) -> bool:
+            return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(trainable(name))
+        frozen_norms = [
+            m
+            for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not trainable(n)
+        ]
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"train_only={list(train_only or [])} matches no parameters")
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * len(train_loader)
     if steps == 0:
         raise ValueError(
@@ -174,6 +202,8 @@ def train_classifier(
     metrics: dict = history[-1] if history else {}
     for epoch in range(start_epoch, config.epochs):
         model.train()
+        for norm in frozen_norms:  # frozen layers keep their running statistics
+            norm.eval()
         started, seen, loss_ema = time.perf_counter(), 0, math.nan
         bar = tqdm(
             train_loader,
@@ -222,6 +252,7 @@ def train_classifier(
             config={k: v for k, v in vars(config).items() if k != "extra"},
             optimizer=optimizer.state_dict(),
             schedule=schedule.state_dict(),
+            **{k: v for k, v in (metadata or {}).items() if k != "origin"},
         )
         if on_epoch is not None:
             on_epoch(metrics)

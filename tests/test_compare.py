@@ -31,3 +31,27 @@ def test_energy_in_mask_hand_computed():
     assert energy_in_mask(heatmap, np.ones((2, 2))) == 1.0
     assert energy_in_mask(heatmap, np.zeros((2, 2))) is None
     assert energy_in_mask(np.zeros((2, 2)), mask) == 0.0  # no positive mass, no NaN
+
+
+def test_rank_correlation_matches_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(size=(9, 11)), 0)  # many ties at zero, as in Grad-CAM maps
+    b = np.maximum(a + rng.normal(size=(9, 11)), 0)
+    from camkit.compare import rank_correlation
+
+    assert rank_correlation(a, b) == pytest.approx(stats.spearmanr(a.ravel(), b.ravel()).statistic)
+    assert rank_correlation(a, a) == pytest.approx(1.0)
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)
+    assert rank_correlation(np.zeros((3, 3)), a[:3, :3]) is None
+
+
+def test_top_region_iou_hand_computed():
+    from camkit.compare import top_region_iou
+
+    a = np.arange(10.0).reshape(2, 5)  # top 20 % = {9, 8}
+    b = np.array([[9.0, 0, 0, 0, 0], [0, 0, 0, 0, 8.5]])  # top 20 % = {0, 9}
+    assert top_region_iou(a, b, 0.2) == pytest.approx(1 / 3)
+    assert top_region_iou(a, a, 0.5) == 1.0
+    with pytest.raises(ValueError, match="fraction"):
+        top_region_iou(a, b, 0.0)

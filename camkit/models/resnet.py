@@ -8,6 +8,7 @@ identity path still carries 2048 channels, and ``fc = Linear(C, classes)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
@@ -24,7 +25,9 @@ __all__ = [
     "ModelInfo",
     "WeightsUnavailableError",
     "load_classifier",
+    "rank_channels",
     "resnet50_variant",
+    "variant_from",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,12 +69,17 @@ def _kaiming(module: nn.Module) -> None:
 
 
 def resnet50_variant(
-    channels: int = 2048, num_classes: int = 1000, zero_init_residual: bool = False
+    channels: int = 2048,
+    num_classes: int = 1000,
+    zero_init_residual: bool = False,
+    projection: bool | None = None,
 ) -> torchvision.models.ResNet:
     """A ResNet-50 whose last bottleneck outputs ``channels`` maps (random weights).
 
     ``channels=2048`` is torchvision's ``resnet50``. Otherwise ``layer4.2`` gets ``conv3``
     (512→C), ``bn3`` (C), a projection shortcut (2048→C + BN) and ``fc`` is ``Linear(C, classes)``.
+    ``projection=True`` forces the projection shortcut also for C = 2048 (a surgery variant
+    that selects or reorders channels).
     """
     if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
         raise ValueError(f"channels must be a positive int, got {channels!r}")
@@ -80,7 +88,7 @@ def resnet50_variant(
     model = torchvision.models.resnet50(
         weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual
     )
-    if channels == 2048:
+    if channels == 2048 and not projection:
         return model
     block = model.layer4[2]
     width = block.conv3.in_channels  # 512
@@ -95,6 +103,84 @@ def resnet50_variant(
         nn.init.zeros_(block.bn3.weight)
     model.fc = nn.Linear(channels, num_classes)
     return model
+
+
+def rank_channels(model: nn.Module) -> torch.Tensor:
+    """Output channels of ``layer4.2`` ordered by the L2 norm of their head weights (largest first)."""
+    return model.fc.weight.detach().norm(dim=0).argsort(descending=True)
+
+
+def variant_from(
+    parent: nn.Module,
+    channels: int,
+    keep: Sequence[int] | torch.Tensor | None = None,
+) -> tuple[torch.nn.Module, list[int]]:
+    """Weight-preserving surgery: a copy of ``parent`` whose ``layer4.2`` outputs ``channels`` maps.
+
+    The kept parent channels (``keep``, default: the ``min(channels, C_parent)`` with the
+    largest head weights, see :func:`rank_channels`) take their rows of ``conv3``/``bn3``
+    and their columns of ``fc``; the shortcut selects the same channels (a 1×1 conv with
+    one-hot rows and a BN that is exactly the identity in eval mode), so each kept channel is
+    computed exactly as in the parent. Channels beyond the parent's start with zero head weights.
+    Hence: all channels kept → the parent's logits; more channels → the parent's logits; fewer →
+    the best-C approximation by head-weight size.
+
+    Returns:
+        ``(variant, kept)``: the new model (eval mode) and the parent channel of each of its
+        first ``len(kept)`` channels.
+    """
+    import copy
+
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    block = parent.layer4[2]
+    parent_channels = block.conv3.out_channels
+    if keep is None:
+        kept = rank_channels(parent)[: min(channels, parent_channels)].sort().values.tolist()
+    else:
+        kept = [int(k) for k in (keep.tolist() if isinstance(keep, torch.Tensor) else keep)]
+        bad = [k for k in kept if not 0 <= k < parent_channels]
+        if bad or len(set(kept)) != len(kept):
+            raise ValueError(
+                f"keep must list distinct channels in 0–{parent_channels - 1}; got {bad or 'duplicates'}"
+            )
+        if len(kept) > channels:
+            raise ValueError(f"keep lists {len(kept)} channels but the variant has only {channels}")
+    if channels == parent_channels and kept == list(range(parent_channels)):
+        return copy.deepcopy(parent).eval(), kept  # every channel in place: the parent itself
+    variant = resnet50_variant(channels, parent.fc.out_features, projection=True)
+    variant.load_state_dict(
+        {k: v for k, v in parent.state_dict().items() if not k.startswith(("layer4.2.", "fc."))},
+        strict=False,
+    )
+    # everything outside layer4.2 and fc is the parent's (strict=False above skipped only those)
+    new_block, old_block = variant.layer4[2], block
+    for name in ("conv1", "bn1", "conv2", "bn2"):
+        setattr(new_block, name, copy.deepcopy(getattr(old_block, name)))
+    index = torch.tensor(kept, dtype=torch.long)
+    count = len(kept)
+    with torch.no_grad():
+        new_block.conv3.weight[:count] = old_block.conv3.weight[index]
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new_block.bn3, attr)[:count] = getattr(old_block.bn3, attr)[index]
+        projection, projection_bn = new_block.downsample[0], new_block.downsample[1]
+        projection.weight.zero_()
+        projection_bn.weight.fill_(1.0)
+        projection_bn.bias.zero_()
+        projection_bn.running_mean.zero_()
+        # BN in eval computes (x − mean) / sqrt(var + eps): var = 1 − eps makes it exactly x
+        projection_bn.running_var.fill_(1.0 - projection_bn.eps)
+        if old_block.downsample is None:  # the parent's shortcut is the identity
+            projection.weight[torch.arange(count), index] = 1.0
+        else:  # the parent already projects: keep its rows
+            old_projection, old_bn = old_block.downsample[0], old_block.downsample[1]
+            projection.weight[:count] = old_projection.weight[index]
+            for attr in ("weight", "bias", "running_mean", "running_var"):
+                getattr(projection_bn, attr)[:count] = getattr(old_bn, attr)[index]
+        variant.fc.weight.zero_()
+        variant.fc.weight[:, :count] = parent.fc.weight[:, index]
+        variant.fc.bias.copy_(parent.fc.bias)
+    return variant.eval(), kept
 
 
 def _imagenet(arch: str) -> tuple[nn.Module, ModelInfo]:
@@ -127,14 +213,14 @@ def _imagenet(arch: str) -> tuple[nn.Module, ModelInfo]:
 
 
 def _random(
-    arch: str, num_classes: int, channels: int, seed: int | None = None
+    arch: str, num_classes: int, channels: int, seed: int | None = None, projection: bool = False
 ) -> tuple[nn.Module, ModelInfo]:
     if seed is not None:
         with torch.random.fork_rng(devices=[]):  # reproducible, without touching the global RNG
             torch.manual_seed(seed)
-            return _random(arch, num_classes, channels)
+            return _random(arch, num_classes, channels, projection=projection)
     if arch == "resnet50":
-        model = resnet50_variant(channels, num_classes)
+        model = resnet50_variant(channels, num_classes, projection=projection)
     else:
         if channels != 2048:
             raise ValueError("channel variants exist only for resnet50")
@@ -173,7 +259,22 @@ def _from_checkpoint(path: Path, arch: str) -> tuple[nn.Module, ModelInfo]:
     channels = int(
         checkpoint.get("channels", fc_weight.shape[1] if fc_weight is not None else 2048)
     )
-    model, _ = _random(arch, num_classes, channels)
+    projection = "layer4.2.downsample.0.weight" in state
+    model, _ = _random(arch, num_classes, channels, projection=projection)
+    expected = model.state_dict()
+    wrong = [
+        (key, tuple(value.shape), tuple(expected[key].shape))
+        for key, value in state.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if wrong:
+        key, got, want = wrong[0]
+        raise ValueError(
+            f"checkpoint {path} does not fit {arch} with {channels} channels in layer4.2 and "
+            f"{num_classes} classes: {key} has shape {got}, expected {want}"
+            + (f" ({len(wrong) - 1} more mismatches)" if len(wrong) > 1 else "")
+            + "; fix the checkpoint's 'channels'/'num_classes' metadata or the file"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
