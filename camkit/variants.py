@@ -181,7 +181,13 @@ def compare_variants(
     correct = {name: 0 for name in names}
     hits = {name: [] for name in names}
     energies = {name: [] for name in names}
-    masks, images = [], []
+    masks, images = [], {}
+    shown = set(
+        np.linspace(0, len(samples) - 1, min(figure_images, len(samples)))
+        .round()
+        .astype(int)
+        .tolist()
+    )
     for start in range(0, len(samples), 32):
         chunk = samples[start : start + 32]
         pictures = [read_image(p) for p, _, _ in chunk]
@@ -198,7 +204,7 @@ def compare_variants(
                     hits[name].append(pointing_game(heat, mask, tolerance))
                     energies[name].append(energy_in_mask(heat, mask))
         masks.extend(chunk_masks)
-        images.extend(pictures[: max(0, figure_images - len(images))])
+        images.update({start + k: p for k, p in enumerate(pictures) if start + k in shown})
 
     def mean(values):
         values = [v for v in values if v is not None]
@@ -238,7 +244,7 @@ def compare_variants(
     import cv2
 
     figure_rows = []
-    for index, picture in enumerate(images):
+    for index, picture in sorted(images.items()):
         mask = masks[index]
         tiles = [
             titled(
