@@ -255,6 +255,59 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
     compare.add_argument("--json", action="store_true")
 
+    train_seg = commands.add_parser(
+        "train-seg",
+        help="train a ResUNet segmenter on images/ + masks/",
+        description="Train a ResUNet (unet or seed) on a folder data set with images/ and masks/ (same relative paths).",
+    )
+    train_seg.add_argument("data", type=Path, help="folder with images/ and masks/")
+    train_seg.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
+    train_seg.add_argument(
+        "--val", type=Path, default=None, help="validation folder (default: a seeded split)"
+    )
+    train_seg.add_argument("--arch", choices=("unet", "seed"), default="unet")
+    train_seg.add_argument(
+        "--classes",
+        type=_positive,
+        default=1,
+        help="1: binary foreground; K+1: K classes plus background",
+    )
+    train_seg.add_argument("--epochs", type=_positive, default=1)
+    train_seg.add_argument(
+        "--size", type=_positive, default=128, help="training side, a multiple of 32"
+    )
+    train_seg.add_argument("--batch-size", type=_positive, default=16)
+    train_seg.add_argument("--lr", type=float, default=1e-3)
+    train_seg.add_argument(
+        "--loss", default="bce+dice", help="'+'-joined: bce, focal, dice, lovasz (default bce+dice)"
+    )
+    train_seg.add_argument("--no-deep-supervision", action="store_true")
+    train_seg.add_argument(
+        "--encoder", default=None, help="'imagenet' (local cache), a classifier checkpoint, or none"
+    )
+    train_seg.add_argument(
+        "--limit", type=_positive, default=None, help="train on this many images only"
+    )
+    train_seg.add_argument("--workers", type=int, default=1)
+    train_seg.add_argument("--resume", action="store_true")
+    train_seg.add_argument("--device", default=None)
+
+    segment = commands.add_parser(
+        "segment",
+        help="predict masks with a trained segmenter",
+        description="Write a mask PNG and an overlay per image (any size; resized for the model and back).",
+    )
+    segment.add_argument("images", nargs="+", metavar="IMG")
+    segment.add_argument(
+        "--weights", type=Path, required=True, help="segmenter checkpoint (camkit train-seg)"
+    )
+    segment.add_argument("--out", type=Path, default=Path("camkit-masks"))
+    segment.add_argument("--threshold", type=float, default=0.5)
+    segment.add_argument(
+        "--probabilities", action="store_true", help="also write probability maps (.npz, float16)"
+    )
+    segment.add_argument("--device", default=None)
+
     layers = commands.add_parser(
         "layers",
         help="list layer names and output shapes",
@@ -594,6 +647,83 @@ def _cmd_variants(args) -> int:
     return 0
 
 
+def _cmd_train_seg(args) -> int:
+    from camkit.segmentation import SegConfig, train_segmenter
+
+    encoder = None if args.encoder in (None, "none") else args.encoder
+    config = SegConfig(
+        arch=args.arch,
+        classes=args.classes,
+        epochs=args.epochs,
+        size=args.size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=args.loss,
+        deep_supervision=not args.no_deep_supervision,
+        encoder=encoder,
+        limit=args.limit,
+        workers=args.workers,
+    )
+    metrics = train_segmenter(
+        args.data, args.out, config, val_data=args.val, resume=args.resume, device=args.device
+    )
+    print(
+        f"epoch {metrics['epoch']}: validation IoU {metrics['val_iou']:.3f} (data set {metrics['val_iou_dataset']:.3f}), "
+        f"Dice {metrics['val_dice']:.3f} (data set {metrics['val_dice_dataset']:.3f}) → {args.out}"
+    )
+    return 0
+
+
+def _cmd_segment(args) -> int:
+    import io
+
+    import cv2
+    import numpy as np
+
+    from camkit.checkpoint import atomic_write_bytes
+    from camkit.data.images import read_image
+    from camkit.overlay import draw_contours, hstack, save_image
+    from camkit.segmentation import load_segmenter, predict_masks
+
+    if not 0.0 < args.threshold < 1.0:
+        raise CLIError(f"--threshold must be in (0, 1), got {args.threshold}")
+    model, info = load_segmenter(args.weights)
+    model.to(_device(args.device))
+    paths = [Path(p) for p in args.images]
+    failures = 0
+    for path, stem in zip(paths, _unique_stems(paths)):
+        try:
+            image = read_image(path)
+        except (OSError, ValueError) as error:
+            failures += 1
+            print(f"camkit: error: {error}", file=sys.stderr)
+            continue
+        mask, probabilities = predict_masks(model, info, [image], args.threshold)[0]
+        binary = int(info["classes"]) == 1
+        # single-channel PNG: 0/255 for binary masks (visible; read back as > 0), else class ids
+        ok, encoded = cv2.imencode(".png", (mask * (255 if binary else 1)).astype(np.uint8))
+        if not ok:
+            raise CLIError(f"cannot encode the mask of {path}")
+        atomic_write_bytes(args.out / f"{stem}.mask.png", encoded.tobytes())
+        tint = image.copy()
+        tint[mask > 0] = (0.5 * tint[mask > 0] + 0.5 * np.array([255, 0, 255])).astype(np.uint8)
+        save_image(
+            args.out / f"{stem}.overlay.png",
+            hstack([image, draw_contours(tint, mask > 0, (255, 255, 0))]),
+        )
+        line = (
+            f"{path}: foreground {float((mask > 0).mean()):.1%} → {args.out / (stem + '.mask.png')}"
+        )
+        if args.probabilities:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, probabilities=probabilities.astype(np.float16))
+            atomic_write_bytes(args.out / f"{stem}.prob.npz", buffer.getvalue())
+        print(line)
+    if failures:
+        print(f"camkit: {failures} of {len(paths)} images failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -614,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": _cmd_train,
         "variant": _cmd_variant,
         "variants": _cmd_variants,
+        "train-seg": _cmd_train_seg,
+        "segment": _cmd_segment,
     }
     try:
         return handlers[args.command](args)

@@ -125,8 +125,10 @@ class SegmentationFolder(Dataset):
         classes: int | None = None,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
+        augment: bool = False,
     ) -> None:
         root = Path(root)
+        self.augment = augment
         images_dir, masks_dir = root / "images", root / "masks"
         for folder in (images_dir, masks_dir):
             if not folder.is_dir():
@@ -168,6 +170,12 @@ class SegmentationFolder(Dataset):
                 f"mask {mask_path} is {mask.shape[1]}×{mask.shape[0]} but image {image_path} is "
                 f"{image.shape[1]}×{image.shape[0]}"
             )
+        if self.augment:  # flips move image and mask together
+            if torch.rand(()) < 0.5:
+                image, mask = image[:, ::-1], mask[:, ::-1]
+            if torch.rand(()) < 0.5:
+                image, mask = image[::-1], mask[::-1]
+            image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
         tensor = preprocess(image, self.size, self.mean, self.std)[0]
         if self.size is not None:
             mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
