@@ -49,6 +49,8 @@ class DemoConfig:
     tolerance: float = 15.0
     panels: int = 8
     workers: int = 1
+    segmenter: bool = True
+    compare_seed: int = 0  # > 0: also train `seed` and `unet` on this many images (equal data)
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -119,6 +121,87 @@ def _classifier(config: DemoConfig, root: Path, train: Path, val: Path, quiet: b
     return checkpoint
 
 
+def _segmenter(
+    config: DemoConfig,
+    root: Path,
+    train: Path,
+    val: Path,
+    arch: str,
+    limit: int | None,
+    quiet: bool,
+) -> Path:
+    """Train (or reuse) a ResUNet whose encoder starts from the demo classifier."""
+    from camkit.segmentation import SegConfig, train_segmenter
+
+    name = f"segmenter-{arch}" + (f"-{limit}" if limit else "") + ".ckpt"
+    checkpoint = root / name
+    wanted = {
+        "arch": arch,
+        "limit": limit,
+        "n_train": config.n_train,
+        "size": config.size,
+        "seed": config.seed,
+    }
+    if checkpoint.exists():
+        try:
+            if load_checkpoint(checkpoint).get("demo") == wanted:
+                _say(f"reusing the trained segmenter {checkpoint}", quiet)
+                return checkpoint
+        except (ValueError, FileNotFoundError):
+            pass
+    images = limit or config.n_train
+    _say(
+        f"training the {arch} ResUNet on {images} images at {config.size} px (encoder: the demo classifier)",
+        quiet,
+    )
+    started = time.perf_counter()
+    seg_config = SegConfig(
+        arch=arch,
+        size=config.size,
+        epochs=1,
+        batch_size=8 if limit else 16,
+        limit=limit,
+        encoder=str(root / "classifier.ckpt"),
+        seed=config.seed,
+        workers=config.workers,
+    )
+    scratch = root / (name + ".partial")
+    train_segmenter(train, scratch, seg_config, val_data=val, progress=None if not quiet else False)
+    payload = torch.load(scratch, map_location="cpu", weights_only=True)
+    payload["demo"] = wanted
+    payload["train_seconds"] = time.perf_counter() - started
+    from camkit.checkpoint import atomic_path
+
+    with atomic_path(checkpoint) as tmp:
+        torch.save(payload, tmp)
+    scratch.unlink(missing_ok=True)
+    return checkpoint
+
+
+def evaluate_segmentation(checkpoint: Path, config: DemoConfig, count: int) -> dict:
+    """Foreground IoU and Dice of a segmenter on the demo's held-out single-object images."""
+    from camkit.segmentation import load_segmenter, predict_masks, segmentation_scores
+
+    model, info = load_segmenter(checkpoint)
+    samples = [generate(i, config.seed + 2, config.size) for i in range(count)]
+    predicted = predict_masks(model, info, [s.image for s in samples], batch_size=25)
+    scores = segmentation_scores(
+        torch.from_numpy(np.stack([m for m, _ in predicted])),
+        torch.from_numpy(np.stack([s.mask for s in samples])),
+    )
+    union, sizes = scores["union"], scores["sizes"]
+    return {
+        "arch": info["arch"],
+        "train_images": info["config"].get("limit") or config.n_train,
+        "train_seconds": info.get("train_seconds"),
+        "iou": float(np.mean(scores["iou_per_image"])),
+        "dice": float(np.mean(scores["dice_per_image"])),
+        "iou_dataset": scores["intersection"] / union if union else 1.0,
+        "dice_dataset": 2 * scores["intersection"] / sizes if sizes else 1.0,
+        "images": count,
+    }
+
+
 def evaluate_localisation(
     model: torch.nn.Module,
     class_names: list[str],
@@ -171,8 +254,9 @@ def evaluate_localisation(
     }
 
 
-def _panel(model, class_names, sample, config: DemoConfig) -> np.ndarray:
-    """image + mask contour | Grad-CAM (true class) | FCN probability map of every class."""
+def _panel(model, class_names, sample, config: DemoConfig, predicted=None) -> np.ndarray:
+    """image + mask contour | Grad-CAM (true class) | FCN probability map of every class, and
+    the ResUNet's predicted mask (magenta contour) when given."""
     from camkit.fcn import score_maps
     from camkit.overlay import colorbar, draw_contours, hstack, overlay, titled
 
@@ -204,6 +288,9 @@ def _panel(model, class_names, sample, config: DemoConfig) -> np.ndarray:
             sample.image, probabilities[class_names.index(name)], 0.5, 0.0, 1.0, mask=mask
         )
         tiles.append(titled(fit(tile), f"FCN {name}"))
+    if predicted is not None:
+        tile = draw_contours(overlay(sample.image, gradcam, 0.5), predicted > 0, (255, 0, 255))
+        tiles.insert(2, titled(fit(tile), "ResUNet mask"))
     tiles.append(titled(colorbar(height, 0.0, 1.0), "FCN p"))
     return hstack(tiles)
 
@@ -243,6 +330,21 @@ def _pairs_figure(model, class_names, config: DemoConfig, count: int = 6) -> np.
     return np.concatenate(out[:-1], axis=0)
 
 
+def _segmentation_html(summary: dict) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{row['train_images']}</td><td>{row['images']}</td>"
+        f"<td>{row['iou']:.3f}</td><td>{row['dice']:.3f}</td><td>{row['iou_dataset']:.3f}</td></tr>"
+        for name, row in summary.get("segmentation", {}).items()
+    )
+    if not rows:
+        return ""
+    return (
+        "<h2>ResUNet segmenter (held-out images)</h2><table><tr><th>model</th><th>trained on</th>"
+        "<th>evaluated on</th><th>IoU (per image)</th><th>Dice</th><th>IoU (data set)</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def _index_html(summary: dict, panels: list[str]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{value['map_size'][0]}×{value['map_size'][1]}</td>"
@@ -264,8 +366,9 @@ Pointing game tolerance {summary["config"]["tolerance"]:.0f} px at the image's o
 <table><tr><th>network</th><th>map</th><th>accuracy</th><th>pointing game</th><th>energy in mask</th>
 <th>two-object: own max</th></tr>{rows}</table>
 <p>Output stride 16 dilates layer4 for the call (same weights), so maps are twice as dense.</p>
+{_segmentation_html(summary)}
 <h2>Each class's map on two-object images</h2><p><img src="pairs.png" alt="pairs"></p>
-<h2>Panels: image | Grad-CAM | FCN class-probability maps | scale</h2>{images}
+<h2>Panels: image | Grad-CAM | ResUNet mask (magenta) | FCN class-probability maps | scale</h2>{images}
 </body></html>
 """
 
@@ -288,12 +391,29 @@ def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
         localisation[f"output stride {stride}"] = evaluate_localisation(
             model, class_names, config, stride
         )
+    segmentation: dict = {}
+    predicted_masks: list = [None] * config.panels
+    if config.segmenter:
+        unet = _segmenter(config, root, train, val, "unet", None, quiet)
+        segmentation["unet"] = evaluate_segmentation(unet, config, config.n_test)
+        if config.compare_seed:
+            for arch in ("unet", "seed"):
+                path = _segmenter(config, root, train, val, arch, config.compare_seed, quiet)
+                key = f"{arch}, {config.compare_seed} images"
+                segmentation[key] = evaluate_segmentation(path, config, min(config.n_test, 100))
+        from camkit.segmentation import load_segmenter, predict_masks
+
+        seg_model, seg_info = load_segmenter(unet)
+        shown = [generate(i, config.seed + 2, config.size).image for i in range(config.panels)]
+        predicted_masks = [m for m, _ in predict_masks(seg_model, seg_info, shown)]
     report = root / "report"
     panels = []
     for index in range(config.panels):
         sample = generate(index, config.seed + 2, config.size)
         name = f"panels/panel_{index:02d}_{CLASSES[sample.labels[0]]}.png"
-        save_image(report / name, _panel(model, class_names, sample, config))
+        save_image(
+            report / name, _panel(model, class_names, sample, config, predicted_masks[index])
+        )
         panels.append(name)
     save_image(report / "pairs.png", _pairs_figure(model, class_names, config))
     summary = {
@@ -308,6 +428,7 @@ def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
             "seconds": checkpoint.get("train_seconds"),
         },
         "localisation": localisation,
+        "segmentation": segmentation,
         "seconds": time.perf_counter() - started,
     }
     atomic_write_bytes(report / "metrics.json", json.dumps(summary, indent=1).encode())

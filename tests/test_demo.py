@@ -19,6 +19,8 @@ def test_demo_meets_its_targets_and_reuses_the_model(tmp_path, capsys):
     assert dense["pointing_game"] >= 0.90
     assert dense["two_object_own_max"] >= 0.85
     assert "output stride 32" in summary["localisation"]  # the native network is reported too
+    segmenter = summary["segmentation"]["unet"]
+    assert segmenter["images"] == 200 and segmenter["iou"] >= 0.85
     report = tmp_path / "demo" / "report"
     assert (report / "index.html").exists() and (report / "pairs.png").exists()
     assert len(list((report / "panels").glob("*.png"))) == config.panels
@@ -29,4 +31,5 @@ def test_demo_meets_its_targets_and_reuses_the_model(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0  # cached: no retraining
     assert time.perf_counter() - started < 60
     out, err = capsys.readouterr()
-    assert "reusing the trained classifier" in err and "pointing" in out and "report:" in out
+    assert "reusing the trained classifier" in err and "reusing the trained segmenter" in err
+    assert "pointing" in out and "ResUNet unet" in out and "report:" in out

@@ -35,7 +35,9 @@ def test_focal_by_hand():
     ce = [-(ti * math.log(pi) + (1 - ti) * math.log(1 - pi)) for pi, ti in zip(p, t)]
     expected = sum(0.5 * (1 - math.exp(-c)) ** 2 * c for c in ce) / 4
     assert float(focal_loss(LOGITS, TARGET)) == pytest.approx(expected, rel=1e-6)
-    assert float(focal_loss(LOGITS, TARGET, alpha=1.0, gamma=0.0)) == pytest.approx(float(bce_loss(LOGITS, TARGET)), rel=1e-6)
+    assert float(focal_loss(LOGITS, TARGET, alpha=1.0, gamma=0.0)) == pytest.approx(
+        float(bce_loss(LOGITS, TARGET)), rel=1e-6
+    )
 
 
 def test_dice_by_hand():
@@ -46,7 +48,10 @@ def test_dice_by_hand():
     # per image: a perfect image and a wrong one average, they do not pool
     logits = torch.tensor([[[[9.0]]], [[[-9.0]]]])
     target = torch.tensor([[[[1.0]]], [[[1.0]]]])
-    per_image = [1 - (2 * sigmoid(9) + 1) / (sigmoid(9) + 1 + 1), 1 - (2 * sigmoid(-9) + 1) / (sigmoid(-9) + 1 + 1)]
+    per_image = [
+        1 - (2 * sigmoid(9) + 1) / (sigmoid(9) + 1 + 1),
+        1 - (2 * sigmoid(-9) + 1) / (sigmoid(-9) + 1 + 1),
+    ]
     assert float(dice_loss(logits, target)) == pytest.approx(sum(per_image) / 2, rel=1e-6)
 
 
@@ -91,7 +96,10 @@ def test_deep_supervision_resizes_targets_and_rejects_wrong_shapes():
     expected = bce_loss(main, target) * (1 + 0.5 + 0.25)
     assert float(loss((main, aux), target)) == pytest.approx(float(expected))
     # the shape mismatch from the source notes is an error naming both shapes
-    with pytest.raises(ValueError, match=r"target shape \(8, 224, 224\) does not match logits shape \(1, 1, 224, 224\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target shape \(8, 224, 224\) does not match logits shape \(1, 1, 224, 224\)",
+    ):
         loss(torch.zeros(1, 1, 224, 224), torch.zeros(8, 224, 224))
     with pytest.raises(ValueError, match="auxiliary output shape"):
         loss((main, [torch.zeros(2, 3, 4, 4)]), target)

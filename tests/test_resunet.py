@@ -17,7 +17,7 @@ def test_output_shapes(arch, classes):
 
 
 def test_size_errors_name_the_nearest_valid_size():
-    with pytest.raises(ValueError, match="multiples of 32.*resize to 96×64"):
+    with pytest.raises(ValueError, match=r"multiples of 32.*resize to 96×64"):
         ResUNet("unet")(torch.randn(1, 3, 70, 100))
     with pytest.raises(ValueError, match="unknown arch"):
         ResUNet("vnet")
