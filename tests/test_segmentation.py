@@ -145,3 +145,28 @@ def test_cli_train_seg_and_segment(seg_data, segmenter, tmp_path, capsys):
     assert np.load(tmp_path / "masks" / "odd size.prob.npz")["probabilities"].shape == (1, 96, 96)
     code = main(["segment", str(image), "--weights", str(segmenter[0]), "--threshold", "2"])
     assert code == 1 and "threshold" in capsys.readouterr().err
+
+
+def test_augmentation_moves_image_and_mask_together(seg_data):
+    import cv2 as cv
+
+    from camkit.data.folders import SegmentationFolder
+
+    torch.manual_seed(0)
+    data = SegmentationFolder(seg_data[0], size=None, augment=True, mean=(0, 0, 0), std=(1, 1, 1))
+    for index in range(8):
+        image, mask, _ = data[index % len(data)]
+        rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        saturation = cv.cvtColor(rgb, cv.COLOR_RGB2HSV)[..., 1]
+        inside = mask.numpy() > 0
+        assert saturation[inside].min() > 140 and saturation[~inside].max() < 80
+
+
+def test_multiclass_training(seg_data, tmp_path):
+    train, val = seg_data
+    config = SegConfig(size=64, classes=5, batch_size=4, limit=4, workers=0)
+    metrics = train_segmenter(train, tmp_path / "m.ckpt", config, val_data=val, progress=False)
+    model, info = load_segmenter(tmp_path / "m.ckpt")
+    assert info["classes"] == 5 and 0 <= metrics["val_iou"] <= 1
+    mask, probabilities = predict_masks(model, info, [generate(0, 3, 64).image])[0]
+    assert probabilities.shape == (5, 64, 64) and mask.max() < 5
