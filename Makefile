@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) -e '.[dev,notebooks]'
-	$(PIP) --no-deps 'grad-cam>=1.5'
+	$(PIP) --no-deps 'grad-cam>=1.5' 'quantus>=0.5'
 	touch $(STAMP)
 
 demo: $(STAMP)
