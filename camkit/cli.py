@@ -139,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--batch-size", type=_positive, default=16)
 
     explain.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="mask file (one image): contour and metrics on the panel",
+    )
+    explain.add_argument(
+        "--segmenter",
+        type=Path,
+        default=None,
+        help="segmenter checkpoint: predicted mask contour and metrics",
+    )
+    explain.add_argument(
         "--output-stride",
         type=int,
         choices=(32, 16),
@@ -316,6 +328,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument("--device", default=None)
 
+    compare = commands.add_parser(
+        "compare",
+        help="compare heatmaps with masks (files, a segmenter, or ground truth)",
+        description="Heatmap-vs-mask metrics for one image (--mask or --segmenter) or a folder (--masks DIR or --segmenter): printed, CSV, and comparison panels.",
+    )
+    compare.add_argument("input", type=Path, help="an image, or a folder of images (recursive)")
+    source = compare.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--mask", type=Path, help="mask file for a single image (non-zero = object)"
+    )
+    source.add_argument(
+        "--masks", type=Path, help="mask folder for a folder of images (same relative paths)"
+    )
+    source.add_argument("--segmenter", type=Path, help="segmenter checkpoint: predict the masks")
+    _add_model_arguments(compare, "imagenet")
+    compare.add_argument("--layer", default=None)
+    compare.add_argument("--method", choices=METHODS, default="gradcam")
+    compare.add_argument(
+        "--class",
+        dest="class_id",
+        type=int,
+        default=None,
+        help="explain this class (default: the prediction)",
+    )
+    compare.add_argument(
+        "--size", type=_positive, default=None, help="model input side (default: the model's)"
+    )
+    compare.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
+    compare.add_argument(
+        "--tolerance", type=float, default=15.0, help="pointing-game tolerance in px (default 15)"
+    )
+    compare.add_argument(
+        "--resize-mask", action="store_true", help="resize masks of another size than their image"
+    )
+    compare.add_argument("--out", type=Path, default=Path("camkit-compare"))
+    compare.add_argument(
+        "--panels", type=int, default=None, help="panels to write in folder mode (default 16)"
+    )
+    compare.add_argument("--json", action="store_true")
+
     layers = commands.add_parser(
         "layers",
         help="list layer names and output shapes",
@@ -390,6 +442,13 @@ def _cmd_layers(args) -> int:
     return 0
 
 
+class _MaskSource:
+    """What Comparer.mask_for needs when explain adds a mask to its panel."""
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter, self.resize_mask = segmenter, False
+
+
 def _unique_stems(paths: list[Path]) -> list[str]:
     seen: dict[str, int] = {}
     stems = []
@@ -428,6 +487,17 @@ def _cmd_explain(args) -> int:
                 )
     stride = explainer.stride
     paths = [Path(p) for p in args.images]
+    if args.mask is not None and len(paths) != 1:
+        raise CLIError(
+            "--mask goes with one image; for several use --segmenter or `camkit compare DIR --masks`"
+        )
+    if args.mask is not None and args.segmenter is not None:
+        raise CLIError("pass --mask or --segmenter, not both")
+    segmenter = None
+    if args.segmenter is not None:
+        from camkit.segmentation import load_segmenter
+
+        segmenter = load_segmenter(args.segmenter)
     stems = _unique_stems(paths)
     failures = 0
     loaded = []
@@ -478,6 +548,16 @@ def _cmd_explain(args) -> int:
                     f"p={float(heatmaps.probabilities[index, k]):.2f}"
                     for k in shown
                 ]
+                mask, mask_metrics = None, None
+                if args.mask is not None or segmenter is not None:
+                    from camkit.compare import heatmap_metrics
+                    from camkit.comparison import Comparer
+
+                    mask = Comparer.mask_for(_MaskSource(segmenter), image, args.mask, path)
+                    mask_metrics = heatmap_metrics(maps[0], mask)
+                    titles[0] = (
+                        f"{titles[0]} PG={mask_metrics['pointing_game']} E={mask_metrics['energy_in_mask'] or 0:.2f}"
+                    )
                 panel_path = args.out / f"{stem}.{args.method}.png"
                 save_image(
                     panel_path,
@@ -487,6 +567,7 @@ def _cmd_explain(args) -> int:
                         titles,
                         args.alpha,
                         args.colormap,
+                        mask=mask,
                         image_title=f"{stem} ({layer}, {args.method})",
                     ),
                 )
@@ -508,6 +589,8 @@ def _cmd_explain(args) -> int:
                     ][:50],
                     "panel": str(panel_path),
                 }
+                if mask_metrics is not None:
+                    record["mask_metrics"] = mask_metrics
                 if args.save_raw:
                     buffer = io.BytesIO()
                     np.savez_compressed(
@@ -530,6 +613,15 @@ def _cmd_explain(args) -> int:
                     best = ", ".join(f"{p['name']} {p['probability']:.3f}" for p in predictions)
                     print(f"{path}: {best}")
                     print(f"  {layer} {args.method} [{heatmaps.path}] → {panel_path}")
+                    if mask_metrics is not None:
+                        shown = ("pointing_game", "energy_in_mask", "iou@0.2", "pxap")
+                        print(
+                            "  vs mask: "
+                            + ", ".join(
+                                f"{k} {'n/a' if mask_metrics[k] is None else format(mask_metrics[k], '.3f')}"
+                                for k in shown
+                            )
+                        )
     if args.json:
         print(json.dumps(records, indent=1))
     if failures:
@@ -744,6 +836,119 @@ def _cmd_segment(args) -> int:
     return 1 if failures else 0
 
 
+def _cmd_compare(args) -> int:
+    from camkit.comparison import Comparer, match_masks, write_csv
+    from camkit.data.folders import find_images
+    from camkit.layers import default_layer
+    from camkit.overlay import comparison_panel, save_image
+
+    if not args.input.exists():
+        raise FileNotFoundError(f"{args.input} does not exist")
+    if args.input.is_dir() and args.mask is not None:
+        raise CLIError("--mask is for one image; for a folder pass --masks DIR or --segmenter")
+    if args.input.is_file() and args.masks is not None:
+        raise CLIError("--masks is for a folder; for one image pass --mask FILE or --segmenter")
+    model, info = _load(args)
+    if args.class_id is not None and not 0 <= args.class_id < info.num_classes:
+        raise CLIError(
+            f"--class {args.class_id} is out of range: the model has {info.num_classes} classes "
+            f"(0–{info.num_classes - 1})"
+        )
+    segmenter = None
+    if args.segmenter is not None:
+        from camkit.segmentation import load_segmenter
+
+        segmenter = load_segmenter(args.segmenter)
+    layer = args.layer or default_layer(model)
+    comparer = Comparer(
+        model,
+        info,
+        layer,
+        args.method,
+        args.output_stride,
+        segmenter,
+        args.tolerance,
+        args.resize_mask,
+        args.size,
+    )
+    if args.input.is_dir():
+        images = find_images(args.input)
+        if not images:
+            raise CLIError(f"no images under {args.input}")
+        masks: list = [None] * len(images)
+        if args.masks is not None:
+            found = match_masks(images, args.input, args.masks)
+            if not found:
+                raise CLIError(
+                    f"no mask in {args.masks} matches an image in {args.input} (same relative path and stem)"
+                )
+            masks = [found.get(p) for p in images]
+            missing = [p for p, m in zip(images, masks) if m is None]
+            if missing:
+                raise CLIError(
+                    f"{len(missing)} images have no mask in {args.masks}: "
+                    + ", ".join(str(p) for p in missing[:5])
+                )
+    else:
+        images, masks = [args.input], [args.mask]
+    limit = args.panels if args.panels is not None else (16 if args.input.is_dir() else 1)
+    records, written = [], 0
+    progress = sys.stderr.isatty() and len(images) > 1
+    for record, image, heatmap, mask in comparer.compare(
+        images, masks, args.class_id, progress=progress
+    ):
+        records.append(record)
+        if "error" in record:
+            print(f"camkit: error: {record['error']}", file=sys.stderr)
+            continue
+        if written < limit:
+            written += 1
+            stem = Path(record["image"]).stem
+            title = f"{args.method} {layer}: {record['class_name']}"
+            keys = (
+                "pointing_game",
+                "energy_in_mask",
+                "iou@0.2",
+                "iou_otsu",
+                "auc",
+                "pxap",
+                "rank_accuracy",
+            )
+            panel_image = comparison_panel(
+                image, heatmap, mask, {k: record[k] for k in keys}, title
+            )
+            save_image(args.out / "panels" / f"{stem}.compare.png", panel_image)
+    good = [r for r in records if "error" not in r]
+    failures = len(records) - len(good)
+    summary = Comparer.summary(good)
+    write_csv(args.out / "metrics.csv", records)
+    if summary:
+        write_csv(args.out / "summary.csv", summary)
+    if args.json:
+        print(json.dumps({"images": records, "summary": summary}, indent=1))
+    elif len(images) == 1 and good:
+        record = good[0]
+        print(
+            f"{record['image']}: {record['class_name']} p={record['probability']:.3f} ({layer}, {args.method})"
+        )
+        for key, value in record.items():
+            if key not in ("image", "class_id", "class_name", "probability"):
+                print(f"  {key:<16} {'n/a' if value is None else format(value, '.4f')}")
+        print(f"panel: {args.out / 'panels' / (Path(record['image']).stem + '.compare.png')}")
+    elif summary:
+        print(f"{'metric':<16} {'n':>5} {'mean':>8} {'median':>8}  95% bootstrap CI of the mean")
+        for row in summary:
+            if row["mean"] is not None:
+                print(
+                    f"{row['metric']:<16} {row['n']:>5} {row['mean']:8.4f} {row['median']:8.4f}  "
+                    f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]"
+                )
+        print(f"per image: {args.out / 'metrics.csv'}; summary: {args.out / 'summary.csv'}")
+    if failures:
+        print(f"camkit: {failures} of {len(records)} images failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -766,6 +971,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": _cmd_variants,
         "train-seg": _cmd_train_seg,
         "segment": _cmd_segment,
+        "compare": _cmd_compare,
     }
     try:
         return handlers[args.command](args)

@@ -114,7 +114,10 @@ def _overlap(region: np.ndarray, mask: np.ndarray) -> dict:
     intersection = float((region & mask).sum())
     union = float((region | mask).sum())
     size = float(region.sum() + mask.sum())
-    return {"iou": intersection / union if union else 1.0, "dice": 2 * intersection / size if size else 1.0}
+    return {
+        "iou": intersection / union if union else 1.0,
+        "dice": 2 * intersection / size if size else 1.0,
+    }
 
 
 def threshold_overlap(heatmap, mask, fraction: float = 0.2) -> dict | None:

@@ -217,6 +217,84 @@ def hstack(tiles: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
+def _legend(tile: np.ndarray, color: tuple[int, int, int], label: str) -> np.ndarray:
+    import cv2
+
+    out = tile.copy()
+    cv2.rectangle(out, (4, 4), (92, 22), (255, 255, 255), -1)
+    cv2.line(out, (8, 13), (28, 13), color, 2, cv2.LINE_AA)
+    cv2.putText(out, label, (32, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def comparison_panel(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    mask: np.ndarray,
+    metrics: dict,
+    title: str = "heatmap",
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    height: int = 224,
+    mask_color: tuple[int, int, int] = (255, 0, 255),
+) -> np.ndarray:
+    """``image | heatmap | mask | both`` with the metric values printed underneath.
+
+    The mask contour is drawn in ``mask_color`` (magenta: it contrasts with every colour of
+    jet/turbo), with a legend in the last tile; the heatmap scale is min..max of the map.
+    """
+    import cv2
+
+    alpha = _check_alpha(alpha)
+    mask = np.asarray(mask) > 0
+    if mask.shape != image.shape[:2] or np.asarray(heatmap).shape != image.shape[:2]:
+        raise ValueError(
+            f"image {image.shape[:2]}, heatmap {np.asarray(heatmap).shape} and mask {mask.shape} "
+            "must have the same size"
+        )
+    scale = height / image.shape[0]
+    width = max(1, round(image.shape[1] * scale))
+
+    def fit(tile: np.ndarray) -> np.ndarray:
+        return cv2.resize(
+            tile, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        )
+
+    heat = overlay(image, heatmap, alpha, colormap=colormap)
+    tinted = image.astype(np.float32)
+    tinted[mask] = 0.5 * tinted[mask] + 0.5 * np.asarray(mask_color, np.float32)
+    both = draw_contours(heat, mask, mask_color)
+    tiles = [
+        titled(fit(image), "image"),
+        titled(fit(heat), title),
+        titled(fit(np.round(tinted).astype(np.uint8)), "mask"),
+        titled(_legend(fit(both), mask_color, "mask"), "both"),
+    ]
+    row = hstack(tiles)
+    shown = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) or v is None]
+    lines, line = [], ""
+    for key, value in shown:
+        text = f"{key} {'n/a' if value is None else format(value, '.3f')}"
+        if len(line) + len(text) > row.shape[1] // 8:
+            lines.append(line)
+            line = ""
+        line = f"{line}   {text}" if line else text
+    lines.append(line)
+    band = np.full((18 * len(lines) + 8, row.shape[1], 3), 255, np.uint8)
+    for index, text in enumerate(lines):
+        cv2.putText(
+            band,
+            text,
+            (6, 18 * (index + 1)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    return np.concatenate([row, band], axis=0)
+
+
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an RGB uint8 image atomically (temporary file, then rename); format from suffix."""
     import cv2
