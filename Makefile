@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.camkit-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench study seg-study lint clean install
+.PHONY: demo test bench study seg-study compare-study lint clean install
 
 install: $(STAMP)
 
@@ -42,6 +42,19 @@ study: $(STAMP)
 # trained on the same 160 images (seed costs ~17x more per image on a CPU).
 seg-study: $(STAMP)
 	$(VENV)/bin/camkit demo --compare-seed 160
+
+# The heatmap-vs-mask table of the README: Grad-CAM at layer4.2 of the demo classifier against
+# the ground-truth masks and against the demo ResUNet's predicted masks, on 200 held-out images.
+CMP := camkit-demo/compare
+compare-study: $(STAMP)
+	$(VENV)/bin/camkit demo
+	$(VENV)/bin/camkit data shapes --out $(CMP)/test --n 200 --size 128 --seed 2
+	for s in 16 32; do \
+	  $(VENV)/bin/camkit compare $(CMP)/test/images --masks $(CMP)/test/masks --weights camkit-demo/classifier.ckpt \
+	    --output-stride $$s --out $(CMP)/truth-stride$$s || exit 1; \
+	  $(VENV)/bin/camkit compare $(CMP)/test/images --segmenter camkit-demo/segmenter-unet.ckpt \
+	    --weights camkit-demo/classifier.ckpt --output-stride $$s --out $(CMP)/resunet-stride$$s || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py
