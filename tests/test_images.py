@@ -70,11 +70,14 @@ def test_bad_files(tmp_path):
     with pytest.raises(ImageError, match="empty"):
         read_image(tmp_path / "empty.png")
     (tmp_path / "notes.jpg").write_text("hello, not an image\n")
+    (tmp_path / "anim.gif").write_bytes(b"GIF89a" + bytes(20))
+    with pytest.raises(ImageError, match=r"GIF.*convert it to PNG"):
+        read_image(tmp_path / "anim.gif")
     with pytest.raises(ImageError, match="text file"):
         read_image(tmp_path / "notes.jpg")
     good = write(tmp_path / "ok.png", np.full((40, 40, 3), 9, np.uint8)).read_bytes()
     (tmp_path / "cut.png").write_bytes(good[: len(good) // 3])
-    with pytest.raises(ImageError, match="cannot decode"):
+    with pytest.raises(ImageError, match="corrupt or truncated"):
         read_image(tmp_path / "cut.png")
     with pytest.raises(ImageError, match="directory"):
         read_image(tmp_path)

@@ -35,6 +35,16 @@ class ImageError(ValueError):
     """An input file that is not a usable image (corrupt, empty, not an image, too small)."""
 
 
+def _quiet_opencv() -> None:
+    """Silence OpenCV's own log lines (camkit reports decoding errors itself, in one line)."""
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # builds without the logging module
+        pass
+
+
 def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     """Convert a decoded cv2 array (BGR/BGRA/gray, any depth) to RGB uint8 ``H×W×3``."""
     import cv2
@@ -79,11 +89,12 @@ def read_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
         raise FileNotFoundError(f"image {path} does not exist; check the path")
     if path.is_dir():
         raise ImageError(
-            f"{path} is a directory, not an image (to process a folder use `camkit export`)"
+            f"{path} is a directory, not an image; pass the image files inside it (e.g. {path}/*.jpg)"
         )
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"image {path} is empty (0 bytes)")
+    _quiet_opencv()
     is_jpeg = data[:2].tobytes() == b"\xff\xd8"
     # IMREAD_UNCHANGED keeps alpha and 16 bits but ignores EXIF orientation; IMREAD_COLOR applies
     # it. JPEGs have no alpha, so they take the orientation-aware decode directly.
@@ -95,7 +106,15 @@ def read_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
         decoded = oriented if oriented is not None else decoded
     if decoded is None or decoded.size == 0:
         head = data[:8].tobytes()
-        kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "corrupt"
+        if head.startswith((b"GIF87a", b"GIF89a")):
+            raise ImageError(f"{path} is a GIF, which OpenCV cannot read; convert it to PNG")
+        known = (b"\x89PNG", b"\xff\xd8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+        if head.startswith(known):
+            kind = "corrupt or truncated"
+        elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+            kind = "looks like a text file"
+        else:
+            kind = "not an image format OpenCV reads"
         raise ImageError(
             f"cannot decode {path} as an image ({kind}, {data.size} bytes); "
             f"supported formats: {', '.join(IMAGE_SUFFIXES)}"
