@@ -7,6 +7,7 @@ exists only inside this module, at the cv2 boundary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,10 +40,8 @@ def _quiet_opencv() -> None:
     """Silence OpenCV's own log lines (camkit reports decoding errors itself, in one line)."""
     import cv2
 
-    try:
+    with contextlib.suppress(AttributeError):  # builds without the logging module
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:  # builds without the logging module
-        pass
 
 
 def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
