@@ -10,12 +10,22 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "GRADIENT_METHODS",
+    "closed_form_weights",
+    "eigencam",
     "gradcam",
     "gradcam_closed_form",
+    "gradcampp",
+    "gradient_method",
+    "hirescam",
+    "layercam",
     "normalize",
     "upsample",
     "weighted_channel_sum",
+    "xgradcam",
 ]
+
+GRADIENT_METHODS = ("gradcam", "gradcampp", "xgradcam", "hirescam", "layercam")
 
 
 def weighted_channel_sum(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -104,3 +114,122 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     flat = maps.reshape(-1, 1, *shape[-2:]).float()
     out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
     return out.reshape(*shape[:-2], *size)
+
+
+def _spatial_sum(activations: torch.Tensor) -> torch.Tensor:
+    return activations.sum(dim=(-2, -1))
+
+
+def gradcampp(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018), as pytorch-grad-cam computes it.
+
+    ``a = g² / (2g² + Σ_ij A · g³ + 1e-6)`` (0 where g = 0), ``w_k = Σ_ij relu(g) · a``,
+    ``map = relu(Σ_k w_k A_k)``. ``gradients``: ``(N, C, h, w)`` or ``(N, K, C, h, w)``.
+    """
+    sums = _spatial_sum(activations)[..., None, None]  # (N, C, 1, 1)
+    if gradients.ndim == 5:
+        sums = sums.unsqueeze(1)
+    squared = gradients**2
+    alpha = squared / (2 * squared + sums * squared * gradients + 1e-6)
+    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+    weights = (gradients.clamp_min(0) * alpha).sum(dim=(-2, -1))
+    return _apply_weights(activations, weights)
+
+
+def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij g · A / (Σ_ij A + 1e-7)``, ``relu(Σ_k w_k A_k)``."""
+    sums = _spatial_sum(activations)[..., None, None]
+    product = (
+        activations.unsqueeze(1) * gradients if gradients.ndim == 5 else activations * gradients
+    )
+    if gradients.ndim == 5:
+        sums = sums.unsqueeze(1)
+    weights = (product / (sums + 1e-7)).sum(dim=(-2, -1))
+    return _apply_weights(activations, weights)
+
+
+def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """HiResCAM (Draelos & Carin 2020): ``relu(Σ_k g_k ⊙ A_k)``, element-wise, no averaging."""
+    if gradients.ndim == 5:
+        return (gradients * activations.unsqueeze(1)).sum(dim=2).relu()
+    return (gradients * activations).sum(dim=1).relu()
+
+
+def layercam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """LayerCAM (Jiang et al. 2021): ``relu(Σ_k relu(g_k) ⊙ A_k)``."""
+    if gradients.ndim == 5:
+        return (gradients.clamp_min(0) * activations.unsqueeze(1)).sum(dim=2).relu()
+    return (gradients.clamp_min(0) * activations).sum(dim=1).relu()
+
+
+def _apply_weights(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    if weights.ndim == 2:
+        return torch.einsum("nc,nchw->nhw", weights, activations).relu()
+    return torch.einsum("nkc,nchw->nkhw", weights, activations).relu()
+
+
+def gradient_method(name: str):
+    """The full-gradient function of a gradient method: ``f(activations, gradients) -> maps``."""
+    functions = {
+        "gradcam": gradcam,
+        "gradcampp": gradcampp,
+        "xgradcam": xgradcam,
+        "hirescam": hirescam,
+        "layercam": layercam,
+    }
+    if name not in functions:
+        raise ValueError(f"{name!r} is not a gradient method; choose one of {', '.join(functions)}")
+    return functions[name]
+
+
+def closed_form_weights(
+    method: str, activations: torch.Tensor, gradient: torch.Tensor
+) -> torch.Tensor:
+    """Channel weights ``(N, K, C)`` of a gradient method when ``dY/dA`` is constant per channel.
+
+    At a layer that feeds only global average pooling and a linear head, ``dY_c/dA_k(i, j) =
+    W[c, k] / (h·w)`` at every position, so every gradient method reduces to channel weights:
+    Grad-CAM and HiResCAM ``g``; XGrad-CAM ``g · S / (S + 1e-7)`` with ``S = Σ_ij A``;
+    Grad-CAM++ ``h·w · relu(g) · g² / (2g² + S g³ + 1e-6)``; LayerCAM ``relu(g)``.
+
+    Args:
+        activations: ``(N, C, h, w)``; gradient: ``(N, K, C)`` or ``(K, C)`` (shared).
+    """
+    height, width = activations.shape[-2:]
+    sums = _spatial_sum(activations)  # (N, C)
+    g = (
+        gradient
+        if gradient.ndim == 3
+        else gradient.unsqueeze(0).expand(activations.shape[0], -1, -1)
+    )
+    if method in ("gradcam", "hirescam"):
+        return g
+    if method == "layercam":
+        return g.clamp_min(0)
+    if method == "xgradcam":
+        return g * (sums / (sums + 1e-7)).unsqueeze(1)
+    if method == "gradcampp":
+        squared = g**2
+        alpha = squared / (2 * squared + sums.unsqueeze(1) * squared * g + 1e-6)
+        alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+        return height * width * g.clamp_min(0) * alpha
+    raise ValueError(f"no closed form for {method!r}")
+
+
+def eigencam(activations: torch.Tensor) -> torch.Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020): projection of each position's activation vector on the
+    first principal component, ``relu``-ed; class-agnostic. ``(N, C, h, w) -> (N, h, w)``.
+
+    As pytorch-grad-cam: centred ``(h·w, C)`` matrix, first right-singular vector from NumPy's SVD
+    (its sign is whatever LAPACK returns, so the map may highlight the "wrong" side; this
+    matches the reference implementation rather than picking a sign).
+    """
+    import numpy as np
+
+    maps = []
+    for item in activations.detach().float().cpu().numpy():
+        flat = item.reshape(item.shape[0], -1).transpose()  # (h·w, C)
+        flat = flat - flat.mean(axis=0)
+        _, _, vt = np.linalg.svd(flat, full_matrices=True)
+        maps.append((flat @ vt[0, :]).reshape(item.shape[1:]))
+    return torch.from_numpy(np.stack(maps)).to(activations.device).relu()

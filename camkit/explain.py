@@ -22,14 +22,22 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from camkit.cam import gradcam, gradcam_closed_form, normalize, upsample
+from camkit.cam import (
+    GRADIENT_METHODS,
+    closed_form_weights,
+    eigencam,
+    gradcam_closed_form,
+    gradient_method,
+    normalize,
+    upsample,
+)
 from camkit.fcn import class_maps, dilated_last_stage, find_linear_head, head_matches
 from camkit.hooks import LayerProbe, preserved_model_state, set_eval
 from camkit.layers import layer_stride, resolve_layer
 
 __all__ = ["METHODS", "PATHS", "Explainer", "Heatmaps", "Targets", "resolve_targets"]
 
-METHODS = ("gradcam", "cam", "fcn")
+METHODS = (*GRADIENT_METHODS, "scorecam", "ablationcam", "eigencam", "cam", "fcn")
 PATHS = ("auto", "closed-form", "activation-grad", "autograd")
 Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
 
@@ -178,6 +186,8 @@ class Explainer:
         path: str = "auto",
         head: nn.Linear | None = None,
         output_stride: int = 32,
+        batch_size: int = 32,
+        score_channels: int | None = None,
     ) -> None:
         if output_stride not in (16, 32):
             raise ValueError(f"output_stride must be 16 or 32, got {output_stride!r}")
@@ -185,7 +195,10 @@ class Explainer:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
-        if method in ("cam", "fcn") and path in ("activation-grad", "autograd"):
+        if method in ("cam", "fcn", "eigencam", "scorecam") and path in (
+            "activation-grad",
+            "autograd",
+        ):
             raise ValueError(
                 f"method {method!r} is not gradient-based; it only has the closed-form path"
             )
@@ -195,6 +208,13 @@ class Explainer:
         self.path = path
         self.head = head if head is not None else find_linear_head(model)[1]
         self.output_stride = output_stride
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size = batch_size  # masked / ablated forward passes per chunk
+        self.score_channels = score_channels  # Score-CAM: only the top-N channels by variance
+        # camkit resamples with align_corners=False everywhere; pytorch-grad-cam's Score-CAM uses
+        # UpsamplingBilinear2d (align_corners=True). The parity test flips this private switch.
+        self._score_align_corners = False
         self._closed_form_failed = False
         self._stride: int | None = None
 
@@ -247,9 +267,11 @@ class Explainer:
             return self._explain(images, targets)
 
     def _explain(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
+        if self.method in ("eigencam", "scorecam"):
+            return self._forward_methods(images, targets)
         path = self.path
         if path == "auto":
-            closed_ok = self.method != "gradcam" or not self._closed_form_failed
+            closed_ok = self.method in ("cam", "fcn") or not self._closed_form_failed
             path = "closed-form" if closed_ok else "activation-grad"
         if path == "closed-form":
             result = self._closed_form(images, targets, strict=self.path == "closed-form")
@@ -257,6 +279,8 @@ class Explainer:
                 return result
             self._closed_form_failed = True
             path = "activation-grad"
+        if self.method == "ablationcam":
+            return self._ablation(images, targets)
         return self._gradient_path(images, targets, leaf=path == "activation-grad")
 
     def _package(self, maps, class_ids, logits, path, images) -> Heatmaps:
@@ -286,7 +310,7 @@ class Explainer:
                 logits = self.model(images)
                 activations = probe.activations[self.layer]  # (N, C, h, w)
                 if not head_matches(activations, self.head, logits):
-                    if self.method != "gradcam" or strict:
+                    if self.method in ("cam", "fcn") or strict:
                         raise ValueError(
                             f"layer {self.layer!r} (output {tuple(activations.shape)}) does not "
                             f"feed global average pooling + the linear head "
@@ -299,10 +323,26 @@ class Explainer:
                 class_ids = resolve_targets(targets, logits)
                 weight = self.head.weight.float()
                 activations = activations.float()
+                height, width = activations.shape[-2:]
                 if self.method == "gradcam":
                     maps = gradcam_closed_form(
                         activations, weight, None if all_classes else class_ids
                     )
+                elif self.method in GRADIENT_METHODS:
+                    gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
+                    gradient = gradient if all_classes else gradient[class_ids]
+                    channel_weights = closed_form_weights(self.method, activations, gradient)
+                    maps = torch.einsum("nkc,nchw->nkhw", channel_weights, activations).relu()
+                elif self.method == "ablationcam":
+                    # zeroing channel k lowers logit c by W[c, k]·mean(A_k); weight = that drop / y_c
+                    chosen = (
+                        weight if all_classes else weight[class_ids]
+                    )  # (classes, C) | (N, K, C)
+                    means = activations.mean(dim=(2, 3))  # (N, C)
+                    scores = logits.float() if all_classes else logits.float().gather(1, class_ids)
+                    drops = chosen * (means.unsqueeze(1) if chosen.ndim == 3 else means[:, None, :])
+                    channel_weights = drops / scores.unsqueeze(-1)
+                    maps = torch.einsum("nkc,nchw->nkhw", channel_weights, activations).relu()
                 else:
                     bias = self.head.bias if self.method == "fcn" else None
                     bias = bias.float() if bias is not None else None
@@ -331,11 +371,103 @@ class Explainer:
                 )
             class_ids = resolve_targets(targets, logits.detach())
             count = class_ids.shape[1]
+            method_fn = gradient_method(self.method)
             maps = []
             for k in range(count):
                 score = logits.gather(1, class_ids[:, k : k + 1]).sum()
                 (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
-                maps.append(gradcam(activations.detach().float(), gradients.float()))
+                maps.append(method_fn(activations.detach().float(), gradients.float()))
             probe.clear()
         path = "activation-grad" if leaf else "autograd"
         return self._package(torch.stack(maps, dim=1), class_ids, logits, path, images)
+
+    def _forward_methods(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
+        """Eigen-CAM (one forward) and Score-CAM (masked forward passes in chunks)."""
+        from tqdm.auto import tqdm
+
+        with preserved_model_state(self.model):
+            set_eval(self.model)
+            with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
+                logits = self.model(images)
+                activations = probe.activations[self.layer].float()  # (N, C, h, w)
+            class_ids = resolve_targets(targets, logits)
+            if self.method == "eigencam":
+                maps = eigencam(activations).unsqueeze(1).expand(-1, class_ids.shape[1], -1, -1)
+                return self._package(maps, class_ids, logits, "forward", images)
+            maps = []
+            channels = activations.shape[1]
+            total = len(images) * min(channels, self.score_channels or channels)
+            bar = tqdm(
+                total=total,
+                desc="Score-CAM",
+                unit="pass",
+                leave=False,
+                disable=total <= 4 * self.batch_size,
+            )
+            with torch.inference_mode():
+                for index, image in enumerate(images):
+                    selected = torch.arange(channels, device=activations.device)
+                    if self.score_channels is not None and self.score_channels < channels:
+                        variance = activations[index].flatten(1).var(dim=1)
+                        selected = variance.topk(self.score_channels).indices
+                    # each channel, upsampled to the input and min-max normalised, masks the image
+                    upsampled = torch.nn.functional.interpolate(
+                        activations[index, selected].unsqueeze(0),
+                        size=tuple(images.shape[-2:]),
+                        mode="bilinear",
+                        align_corners=self._score_align_corners,
+                    )[0]
+                    low = upsampled.flatten(1).amin(1)[:, None, None]
+                    high = upsampled.flatten(1).amax(1)[:, None, None]
+                    masks = (upsampled - low) / (high - low + 1e-8)  # (C', H, W)
+                    scores = []
+                    for start in range(0, len(selected), self.batch_size):
+                        chunk = masks[start : start + self.batch_size]
+                        scores.append(self.model(image.unsqueeze(0) * chunk.unsqueeze(1)).float())
+                        bar.update(len(chunk))
+                    picked = class_ids[index].unsqueeze(0).expand(len(selected), -1)
+                    scores = torch.cat(scores).gather(1, picked)  # (C', K)
+                    weights = scores.softmax(dim=0).T  # (K, C'): softmax over channels
+                    maps.append(
+                        torch.einsum("kc,chw->khw", weights, activations[index, selected]).relu()
+                    )
+            bar.close()
+        return self._package(torch.stack(maps), class_ids, logits, "masked-forward", images)
+
+    def _ablation(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
+        """Ablation-CAM by forward passes: zero one channel of the layer at a time, in chunks.
+
+        ``w_k = (y_c − y_c with A_k = 0) / y_c``, ``map = relu(Σ_k w_k A_k)``.
+        """
+        with preserved_model_state(self.model):
+            set_eval(self.model)
+            with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
+                logits = self.model(images)
+                activations = probe.activations[self.layer].float()
+            class_ids = resolve_targets(targets, logits)
+            channels = activations.shape[1]
+            state: dict = {}
+
+            def ablate(_module, _inputs, output):
+                output = output.clone()
+                output[torch.arange(len(state["channels"])), state["channels"]] = 0
+                return output
+
+            maps = []
+            handle = self.module.register_forward_hook(ablate)
+            try:
+                with torch.inference_mode():
+                    for index, image in enumerate(images):
+                        original = logits[index, class_ids[index]].float()  # (K,)
+                        ablated = []
+                        for start in range(0, channels, self.batch_size):
+                            state["channels"] = torch.arange(
+                                start, min(start + self.batch_size, channels)
+                            )
+                            batch = image.unsqueeze(0).expand(len(state["channels"]), -1, -1, -1)
+                            ablated.append(self.model(batch).float()[:, class_ids[index]])
+                        drops = (original - torch.cat(ablated)) / original  # (C, K)
+                        maps.append(torch.einsum("ck,chw->khw", drops, activations[index]).relu())
+            finally:
+                handle.remove()
+        return self._package(torch.stack(maps), class_ids, logits, "ablation-forward", images)

@@ -1,0 +1,122 @@
+"""The CAM family: closed forms against autograd, and each method against pytorch-grad-cam."""
+
+import numpy as np
+import pytest
+import torch
+
+from camkit.cam import GRADIENT_METHODS
+from camkit.explain import METHODS, Explainer
+from camkit.models.resnet import resnet50_variant
+from tests.conftest import perturb
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A 64-channel variant at 64 px keeps Score-CAM and Ablation-CAM (one pass per channel) quick."""
+    torch.manual_seed(1)
+    return perturb(resnet50_variant(64, num_classes=5), seed=1)
+
+
+@pytest.fixture(scope="module")
+def small_images():
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_closed_form_equals_autograd(model, images, method):
+    closed = Explainer(model, "layer4.2", method)(images, "top-2")
+    activation = Explainer(model, "layer4.2", method, path="activation-grad")(images, "top-2")
+    reference = Explainer(model, "layer4.2", method, path="autograd")(images, "top-2")
+    assert closed.path == "closed-form"
+    scale = reference.maps.abs().max().clamp_min(1e-12)
+    assert (closed.maps - reference.maps).abs().max() / scale <= 1e-5
+    assert (activation.maps - reference.maps).abs().max() / scale <= 1e-5
+    every = Explainer(model, "layer4.2", method)(images, "all")
+    torch.testing.assert_close(
+        every.maps.gather(1, closed.class_ids[..., None, None].expand(-1, -1, 3, 3)), closed.maps
+    )
+
+
+def test_hirescam_is_gradcam_at_a_gap_head(model, images):
+    a = Explainer(model, "layer4.2", "hirescam")(images, "all").maps
+    b = Explainer(model, "layer4.2", "gradcam")(images, "all").maps
+    torch.testing.assert_close(a, b)
+    c = Explainer(model, "layer3.5", "hirescam")(images).maps  # elsewhere they differ
+    d = Explainer(model, "layer3.5", "gradcam")(images).maps
+    assert not torch.allclose(c, d)
+
+
+def reference_cam(name, model, layer, images, class_ids, **kwargs):
+    module = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cls = getattr(module, name)
+    with cls(model=model, target_layers=[model.get_submodule(layer)], **kwargs) as cam:
+        out = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in class_ids])
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("gradcampp", "GradCAMPlusPlus"),
+        ("xgradcam", "XGradCAM"),
+        ("hirescam", "HiResCAM"),
+        ("layercam", "LayerCAM"),
+    ],
+)
+@pytest.mark.parametrize("layer", ["layer4.2", "layer3.5"])
+def test_gradient_methods_match_pytorch_grad_cam(model, images, method, name, layer):
+    class_ids = [1, 7, 4]
+    theirs = reference_cam(name, model, layer, images, class_ids)
+    ours = Explainer(model, layer, method)(images, class_ids).normalized()[:, 0].numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_eigencam_matches_pytorch_grad_cam(model, images):
+    theirs = reference_cam("EigenCAM", model, "layer4.2", images, [0, 0, 0])
+    heatmaps = Explainer(model, "layer4.2", "eigencam")(images, "top-2")
+    assert heatmaps.path == "forward" and torch.equal(heatmaps.maps[:, 0], heatmaps.maps[:, 1])
+    np.testing.assert_allclose(heatmaps.normalized()[:, 0].numpy(), theirs, atol=1e-4)
+
+
+def test_ablationcam_matches_pytorch_grad_cam(small, small_images):
+    class_ids = [2, 3]
+    theirs = reference_cam("AblationCAM", small, "layer4.2", small_images, class_ids, batch_size=16)
+    closed = Explainer(small, "layer4.2", "ablationcam")(small_images, class_ids)
+    forward = Explainer(small, "layer4.2", "ablationcam", path="autograd", batch_size=16)(
+        small_images, class_ids
+    )
+    assert closed.path == "closed-form" and forward.path == "ablation-forward"
+    scale = forward.maps.abs().max()
+    assert (closed.maps - forward.maps).abs().max() / scale <= 1e-4
+    np.testing.assert_allclose(closed.normalized()[:, 0].numpy(), theirs, atol=1e-4)
+
+
+def test_scorecam_matches_pytorch_grad_cam_with_its_upsampling(small, small_images):
+    class_ids = [0, 4]
+    theirs = reference_cam("ScoreCAM", small, "layer4.2", small_images, class_ids)
+    explainer = Explainer(small, "layer4.2", "scorecam", batch_size=16)
+    explainer._score_align_corners = True  # pytorch-grad-cam's UpsamplingBilinear2d
+    same = explainer(small_images, class_ids)
+    assert same.path == "masked-forward"
+    np.testing.assert_allclose(same.normalized()[:, 0].numpy(), theirs, atol=1e-4)
+    ours = Explainer(small, "layer4.2", "scorecam", batch_size=7)(
+        small_images, class_ids
+    )  # chunking
+    assert ours.maps.shape == same.maps.shape and not torch.isnan(ours.maps).any()
+    fast = Explainer(small, "layer4.2", "scorecam", score_channels=8)(small_images, class_ids)
+    assert fast.maps.shape == ours.maps.shape
+
+
+def test_every_method_runs_and_leaves_the_model_as_found(small, small_images):
+    small.train()
+    for method in METHODS:
+        if method in ("cam", "fcn"):
+            continue
+        heatmaps = Explainer(small, "layer4.2", method, batch_size=64)(small_images, "top-2")
+        assert heatmaps.maps.shape == (2, 2, 2, 2) and heatmaps.method == method
+        assert not torch.isnan(heatmaps.maps).any()
+        assert small.training and all(not m._forward_hooks for m in small.modules())
+    small.eval()
