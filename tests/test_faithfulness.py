@@ -1,0 +1,70 @@
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from camkit.faithfulness import average_drop, blur, deletion_insertion, trapezoid_auc
+
+
+class SumModel(nn.Module):
+    """logits = [sum(x), 0]: p(class 0) = sigmoid(sum of pixels)."""
+
+    def forward(self, x):
+        total = x.flatten(1).sum(1)
+        return torch.stack([total, torch.zeros_like(total)], dim=1)
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_deletion_and_insertion_by_hand():
+    image = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    saliency = torch.tensor([[[0.1, 0.2], [0.3, 0.4]]])  # order: 4, 3, 2, 1
+    out = deletion_insertion(SumModel(), image, saliency, [0], steps=4, baseline="zero")
+    deletion = [sigmoid(v) for v in (10, 6, 3, 1, 0)]
+    insertion = [sigmoid(v) for v in (0, 4, 7, 9, 10)]
+    torch.testing.assert_close(out["deletion_curve"][0], torch.tensor(deletion))
+    torch.testing.assert_close(out["insertion_curve"][0], torch.tensor(insertion))
+    expected = sum((a + b) / 2 * 0.25 for a, b in itertools.pairwise(deletion))
+    assert float(out["deletion"][0]) == pytest.approx(expected, rel=1e-6)
+    reverse = deletion_insertion(SumModel(), image, -saliency, [0], steps=4, baseline="zero")
+    assert (
+        reverse["deletion"][0] > out["deletion"][0]
+        and reverse["insertion"][0] < out["insertion"][0]
+    )
+
+
+def test_average_drop_by_hand():
+    image = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    saliency = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])  # keeps 3 and 4 → sum 7
+    out = average_drop(SumModel(), image, saliency, [0])
+    assert out["average_drop"] == pytest.approx(
+        100 * (sigmoid(10) - sigmoid(7)) / sigmoid(10), rel=1e-3
+    )
+    assert out["increase_in_confidence"] == 0.0
+
+
+def test_helpers_and_errors():
+    assert float(trapezoid_auc(torch.tensor([[1.0, 1.0, 1.0]]))[0]) == 1.0
+    assert float(trapezoid_auc(torch.tensor([[0.0, 1.0]]))[0]) == 0.5
+    flat = torch.ones(1, 3, 16, 16)
+    torch.testing.assert_close(blur(flat), flat)
+    with pytest.raises(ValueError, match="saliency"):
+        deletion_insertion(SumModel(), flat, torch.zeros(1, 8, 8), [0])
+    with pytest.raises(ValueError, match="baseline"):
+        deletion_insertion(SumModel(), flat, torch.zeros(1, 16, 16), [0], baseline="noise")
+
+
+def test_on_a_resnet_heatmap_beats_its_reverse(model, images):
+    from camkit.explain import Explainer
+
+    heatmaps = Explainer(model, "layer4.2")(images)
+    saliency = heatmaps.upsampled[:, 0]
+    good = deletion_insertion(model, images, saliency, heatmaps.class_ids[:, 0], steps=8)
+    assert (
+        good["deletion"].shape == (3,) and ((good["deletion"] >= 0) & (good["deletion"] <= 1)).all()
+    )
+    assert model.training is False
