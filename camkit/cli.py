@@ -368,6 +368,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--json", action="store_true")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="compare CAM methods: localisation, faithfulness, time",
+        description="For each method on the same images: pointing game and energy in mask (if DIR/masks exists), deletion/insertion AUC (RISE), Average Drop, Increase in Confidence, time per image.",
+    )
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="folder with images/ (and masks/), or of images"
+    )
+    evaluate.add_argument(
+        "--methods",
+        default="gradcam,gradcampp,xgradcam,hirescam,layercam,ablationcam,eigencam",
+        help="comma-separated (default: all but scorecam, which needs one pass per channel)",
+    )
+    _add_model_arguments(evaluate, "imagenet")
+    evaluate.add_argument("--layer", default=None)
+    evaluate.add_argument(
+        "--n", type=_positive, default=50, help="images, spread over the folder (default 50)"
+    )
+    evaluate.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
+    evaluate.add_argument(
+        "--steps", type=_positive, default=32, help="deletion/insertion steps (default 32)"
+    )
+    evaluate.add_argument("--baseline", choices=("blur", "zero"), default="blur")
+    evaluate.add_argument(
+        "--score-channels",
+        type=_positive,
+        default=None,
+        help="Score-CAM: only the top-N channels by variance",
+    )
+    evaluate.add_argument("--out", type=Path, default=Path("camkit-evaluate"))
+    evaluate.add_argument("--json", action="store_true")
+
     layers = commands.add_parser(
         "layers",
         help="list layer names and output shapes",
@@ -949,6 +981,52 @@ def _cmd_compare(args) -> int:
     return 1 if failures else 0
 
 
+def _cmd_evaluate(args) -> int:
+    from camkit.comparison import write_csv
+    from camkit.evaluate import evaluate_methods
+    from camkit.explain import METHODS
+    from camkit.layers import default_layer
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS or m in ("cam", "fcn")]
+    if unknown or not methods:
+        raise CLIError(
+            f"--methods: unknown {unknown}; choose from {', '.join(m for m in METHODS if m not in ('cam', 'fcn'))}"
+        )
+    model, info = _load(args)
+    rows = evaluate_methods(
+        model,
+        info,
+        args.data,
+        methods,
+        args.layer or default_layer(model),
+        args.n,
+        args.output_stride,
+        args.steps,
+        args.baseline,
+        score_channels=args.score_channels,
+    )
+    write_csv(args.out / "methods.csv", rows)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(
+        f"{'method':<12} {'ms/img':>8} {'pointing':>9} {'energy':>7} {'deletion':>9} {'insertion':>10} {'avg drop':>9} {'increase':>9}"
+    )
+    for row in rows:
+
+        def show(value, width, spec=".3f"):
+            return f"{'n/a':>{width}}" if value is None else f"{value:{width}{spec}}"
+
+        print(
+            f"{row['method']:<12} {row['ms_per_image']:8.1f} {show(row['pointing_game'], 9)} "
+            f"{show(row['energy_in_mask'], 7)} {row['deletion_auc']:9.3f} {row['insertion_auc']:10.3f} "
+            f"{row['average_drop']:9.1f} {row['increase_in_confidence']:9.1f}"
+        )
+    print(f"{len(rows)} methods on {rows[0]['images']} images → {args.out / 'methods.csv'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -972,6 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
         "train-seg": _cmd_train_seg,
         "segment": _cmd_segment,
         "compare": _cmd_compare,
+        "evaluate": _cmd_evaluate,
     }
     try:
         return handlers[args.command](args)

@@ -402,7 +402,7 @@ class Explainer:
                 desc="Score-CAM",
                 unit="pass",
                 leave=False,
-                disable=total <= 4 * self.batch_size,
+                disable=True if total <= 4 * self.batch_size else None,  # None: terminal only
             )
             with torch.inference_mode():
                 for index, image in enumerate(images):

@@ -68,3 +68,88 @@ def test_on_a_resnet_heatmap_beats_its_reverse(model, images):
         good["deletion"].shape == (3,) and ((good["deletion"] >= 0) & (good["deletion"] <= 1)).all()
     )
     assert model.training is False
+
+
+def test_evaluate_cli(tmp_path, capsys):
+    import csv
+
+    from camkit.checkpoint import save_checkpoint
+    from camkit.cli import main
+    from camkit.data.shapes import write_dataset
+    from camkit.models.resnet import resnet50_variant
+    from tests.conftest import perturb
+
+    data = write_dataset(tmp_path / "d", 4, 64, seed=2)
+    torch.manual_seed(0)
+    model = perturb(resnet50_variant(32, 4))
+    checkpoint = save_checkpoint(
+        tmp_path / "m.ckpt",
+        model.state_dict(),
+        arch="resnet50",
+        channels=32,
+        num_classes=4,
+        input_size=64,
+    )
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--weights",
+            str(checkpoint),
+            "--methods",
+            "gradcam,scorecam,eigencam",
+            "--n",
+            "3",
+            "--steps",
+            "4",
+            "--out",
+            str(tmp_path / "e"),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "scorecam" in out and "deletion" in out
+    rows = list(csv.DictReader((tmp_path / "e" / "methods.csv").read_text().splitlines()))
+    assert [r["method"] for r in rows] == ["gradcam", "scorecam", "eigencam"]
+    assert all(
+        0 <= float(r["deletion_auc"]) <= 1 and 0 <= float(r["pointing_game"]) <= 1 for r in rows
+    )
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--weights",
+            str(checkpoint),
+            "--methods",
+            "gradcam,magic",
+        ]
+    )
+    assert code == 1 and "magic" in capsys.readouterr().err
+
+
+def test_explain_cli_accepts_every_method(tmp_path, capsys, rgb_image):
+    import cv2
+
+    from camkit.cli import main
+
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), rgb_image)
+    for method in ("gradcampp", "layercam", "ablationcam", "eigencam"):
+        code = main(
+            [
+                "explain",
+                str(path),
+                "--weights",
+                "none",
+                "--method",
+                method,
+                "--size",
+                "64",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        assert (tmp_path / "o" / f"x.{method}.png").exists()
