@@ -85,14 +85,9 @@ def _classifier(config: DemoConfig, root: Path, train: Path, val: Path, quiet: b
         "epochs": config.epochs,
         "seed": config.seed,
     }
-    if checkpoint.exists():
-        try:
-            saved = load_checkpoint(checkpoint).get("demo", {})
-        except (ValueError, FileNotFoundError):
-            saved = {}
-        if saved == wanted:
-            _say(f"reusing the trained classifier {checkpoint}", quiet)
-            return checkpoint
+    if _reusable(checkpoint, wanted):
+        _say(f"reusing the trained classifier {checkpoint}", quiet)
+        return checkpoint
     _say(
         f"training ResNet-50 on {config.n_train} images, {config.epochs} epoch(s) at {config.size} px",
         quiet,
@@ -109,12 +104,26 @@ def _classifier(config: DemoConfig, root: Path, train: Path, val: Path, quiet: b
     train_classifier(
         train, scratch, train_config, val_data=val, progress=None if not quiet else False
     )
-    # add the demo's settings so the next run knows it can reuse this model
-    payload = torch.load(scratch, map_location="cpu", weights_only=True)
-    payload["demo"] = wanted
-    payload["train_seconds"] = time.perf_counter() - started
+    return _stamp(scratch, checkpoint, wanted, time.perf_counter() - started)
+
+
+def _reusable(checkpoint: Path, wanted: dict) -> bool:
+    """True when ``checkpoint`` was trained by the demo with exactly these settings."""
+    if not checkpoint.exists():
+        return False
+    try:
+        return load_checkpoint(checkpoint).get("demo") == wanted
+    except (ValueError, FileNotFoundError):
+        return False
+
+
+def _stamp(scratch: Path, checkpoint: Path, wanted: dict, seconds: float) -> Path:
+    """Record the demo's settings in a freshly trained checkpoint, so a later run reuses it."""
     from camkit.checkpoint import atomic_path
 
+    payload = torch.load(scratch, map_location="cpu", weights_only=True)
+    payload["demo"] = wanted
+    payload["train_seconds"] = seconds
     with atomic_path(checkpoint) as tmp:
         torch.save(payload, tmp)
     scratch.unlink(missing_ok=True)
@@ -142,13 +151,9 @@ def _segmenter(
         "size": config.size,
         "seed": config.seed,
     }
-    if checkpoint.exists():
-        try:
-            if load_checkpoint(checkpoint).get("demo") == wanted:
-                _say(f"reusing the trained segmenter {checkpoint}", quiet)
-                return checkpoint
-        except (ValueError, FileNotFoundError):
-            pass
+    if _reusable(checkpoint, wanted):
+        _say(f"reusing the trained segmenter {checkpoint}", quiet)
+        return checkpoint
     images = limit or config.n_train
     _say(
         f"training the {arch} ResUNet on {images} images at {config.size} px (encoder: the demo classifier)",
@@ -167,15 +172,7 @@ def _segmenter(
     )
     scratch = root / (name + ".partial")
     train_segmenter(train, scratch, seg_config, val_data=val, progress=None if not quiet else False)
-    payload = torch.load(scratch, map_location="cpu", weights_only=True)
-    payload["demo"] = wanted
-    payload["train_seconds"] = time.perf_counter() - started
-    from camkit.checkpoint import atomic_path
-
-    with atomic_path(checkpoint) as tmp:
-        torch.save(payload, tmp)
-    scratch.unlink(missing_ok=True)
-    return checkpoint
+    return _stamp(scratch, checkpoint, wanted, time.perf_counter() - started)
 
 
 def evaluate_segmentation(checkpoint: Path, config: DemoConfig, count: int) -> dict:
