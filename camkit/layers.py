@@ -55,13 +55,19 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
 
 
 def default_layer(model: nn.Module) -> str:
-    """The layer camkit explains when none is given: the last block of ``layer4`` for ResNets.
+    """The layer camkit explains when none is given: the last convolutional stage.
 
-    Other families get their default in the methods issue; for now a clear error.
+    ResNet family (resnet*, wide_resnet*, resnext*): the last block of ``layer4``
+    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet and other models with a ``features``
+    Sequential: its last module (as pytorch-grad-cam recommends). Otherwise an error asking
+    for ``--layer``.
     """
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Sequential) and len(layer4) > 0:
         return f"layer4.{len(layer4) - 1}"
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Sequential) and len(features) > 0:
+        return f"features.{list(features._modules)[-1]}"
     raise ValueError(
         f"no default layer for {type(model).__name__}; pass --layer (see `camkit layers`)"
     )

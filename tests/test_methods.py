@@ -120,3 +120,30 @@ def test_every_method_runs_and_leaves_the_model_as_found(small, small_images):
         assert not torch.isnan(heatmaps.maps).any()
         assert small.training and all(not m._forward_hooks for m in small.modules())
     small.eval()
+
+
+@pytest.mark.parametrize(
+    ("arch", "layer", "path"),
+    [
+        ("resnet18", "layer4.1", "closed-form"),
+        ("resnet101", "layer4.2", "closed-form"),
+        ("wide_resnet50_2", "layer4.2", "closed-form"),
+        ("resnext50_32x4d", "layer4.2", "closed-form"),
+        ("vgg16", "features.30", "activation-grad"),
+        ("densenet121", "features.norm5", "activation-grad"),
+    ],
+)
+def test_other_torchvision_cnns(arch, layer, path):
+    """Default layer per family; the closed form wherever the head is GAP + linear (checked
+    numerically: DenseNet applies a ReLU after `features`, so it takes the gradient path)."""
+    from camkit.layers import default_layer
+    from camkit.models.resnet import load_classifier
+
+    model, _ = load_classifier("none", arch=arch, num_classes=5)
+    assert default_layer(model) == layer
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    auto = Explainer(model, layer)(images, "top-2")
+    reference = Explainer(model, layer, path="autograd")(images, "top-2")
+    assert auto.path == path
+    scale = reference.maps.abs().max().clamp_min(1e-12)
+    assert (auto.maps - reference.maps).abs().max() / scale <= 1e-4

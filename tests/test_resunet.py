@@ -50,4 +50,4 @@ def test_a_single_batch_can_be_overfitted(arch):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert float(loss) < 0.35 * first, (first, float(loss))
+    assert float(loss.detach()) < 0.35 * first, (first, float(loss.detach()))
