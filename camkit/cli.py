@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--batch-size", type=_positive, default=16)
 
     explain.add_argument(
+        "--fusion",
+        choices=("mean", "max"),
+        default="mean",
+        help="how maps of several layers (--layer layer4.2,layer3.5) are fused (default mean)",
+    )
+    explain.add_argument(
         "--mask",
         type=Path,
         default=None,
@@ -505,9 +511,21 @@ def _cmd_explain(args) -> int:
 
     model, info = _load(args)
     layer = args.layer or default_layer(model)
-    explainer = Explainer(
-        model, layer=layer, method=args.method, path=args.path, output_stride=args.output_stride
-    )
+    if "," in layer:  # several layers: maps normalised, resampled to the input, fused
+        from camkit.explain import MultiLayerExplainer
+
+        explainer = MultiLayerExplainer(
+            model,
+            layer,
+            args.method,
+            fusion=args.fusion,
+            path=args.path,
+            output_stride=args.output_stride,
+        )
+    else:
+        explainer = Explainer(
+            model, layer=layer, method=args.method, path=args.path, output_stride=args.output_stride
+        )
     size = info.input_size if args.size is None else args.size
     size = None if size == 0 else size
     if args.class_ids is not None:

@@ -35,10 +35,20 @@ from camkit.fcn import class_maps, dilated_last_stage, find_linear_head, head_ma
 from camkit.hooks import LayerProbe, preserved_model_state, set_eval
 from camkit.layers import layer_stride, resolve_layer
 
-__all__ = ["METHODS", "PATHS", "Explainer", "Heatmaps", "Targets", "resolve_targets"]
+__all__ = [
+    "FUSIONS",
+    "METHODS",
+    "PATHS",
+    "Explainer",
+    "Heatmaps",
+    "MultiLayerExplainer",
+    "Targets",
+    "resolve_targets",
+]
 
 METHODS = (*GRADIENT_METHODS, "scorecam", "ablationcam", "eigencam", "cam", "fcn")
 PATHS = ("auto", "closed-form", "activation-grad", "autograd")
+FUSIONS = ("mean", "max")
 Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
 
 
@@ -65,6 +75,7 @@ class Heatmaps:
     path: str
     input_size: tuple[int, int]
     extra: dict = field(default_factory=dict, compare=False)
+    fusion: str | None = None  # "mean" or "max" when maps of several layers were fused
 
     def __len__(self) -> int:
         return self.maps.shape[0]
@@ -471,3 +482,53 @@ class Explainer:
             finally:
                 handle.remove()
         return self._package(torch.stack(maps), class_ids, logits, "ablation-forward", images)
+
+
+class MultiLayerExplainer:
+    """Maps from several layers, each resampled to the input and normalised to [0, 1], then
+    fused by ``"mean"`` or ``"max"`` (named in ``Heatmaps.fusion``).
+
+    Every layer explains the same class ids (those of the first layer's targets), so the
+    fusion is class-consistent. ``maps`` of the result are at input resolution;
+    ``extra["per_layer"]`` keeps each layer's raw maps.
+
+    Example:
+        >>> fused = MultiLayerExplainer(model, ["layer4.2", "layer3.5"], fusion="mean")(images)
+    """
+
+    def __init__(
+        self, model: nn.Module, layers, method: str = "gradcam", fusion: str = "mean", **kwargs
+    ) -> None:
+        if isinstance(layers, str):
+            layers = [part.strip() for part in layers.split(",") if part.strip()]
+        if len(layers) < 1:
+            raise ValueError("give at least one layer")
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        self.explainers = [Explainer(model, layer, method, **kwargs) for layer in layers]
+        self.fusion = fusion
+
+    @property
+    def stride(self) -> int:
+        return max(explainer.stride for explainer in self.explainers)
+
+    def __call__(self, images: torch.Tensor, targets: Targets = None) -> Heatmaps:
+        first = self.explainers[0](images, targets)
+        results = [first] + [e(images, first.class_ids) for e in self.explainers[1:]]
+        if len(results) == 1:
+            return first
+        normalised = torch.stack([normalize(r.upsampled) for r in results])  # (L, N, K, H, W)
+        fused = normalised.mean(dim=0) if self.fusion == "mean" else normalised.amax(dim=0)
+        return Heatmaps(
+            maps=fused,
+            class_ids=first.class_ids,
+            scores=first.scores,
+            probabilities=first.probabilities,
+            logits=first.logits,
+            layer=",".join(r.layer for r in results),
+            method=first.method,
+            path=",".join(r.path for r in results),
+            input_size=first.input_size,
+            extra={"per_layer": {r.layer: r.maps for r in results}},
+            fusion=self.fusion,
+        )

@@ -147,3 +147,52 @@ def test_other_torchvision_cnns(arch, layer, path):
     assert auto.path == path
     scale = reference.maps.abs().max().clamp_min(1e-12)
     assert (auto.maps - reference.maps).abs().max() / scale <= 1e-4
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_multi_layer_fusion(model, images, fusion):
+    from camkit.cam import normalize
+    from camkit.explain import MultiLayerExplainer
+
+    fused = MultiLayerExplainer(model, "layer4.2,layer3.5", fusion=fusion)(images, "top-2")
+    a = Explainer(model, "layer4.2")(images, "top-2")
+    b = Explainer(model, "layer3.5")(images, a.class_ids)
+    stacked = torch.stack([normalize(a.upsampled), normalize(b.upsampled)])
+    expected = stacked.mean(0) if fusion == "mean" else stacked.amax(0)
+    torch.testing.assert_close(fused.maps, expected)
+    assert fused.fusion == fusion and fused.layer == "layer4.2,layer3.5"
+    assert fused.path == "closed-form,activation-grad" and fused.maps.shape == (3, 2, 96, 96)
+    assert torch.equal(fused.class_ids, a.class_ids)
+    with pytest.raises(ValueError, match="fusion"):
+        MultiLayerExplainer(model, ["layer4.2"], fusion="median")
+
+
+def test_multi_layer_cli(tmp_path, capsys, rgb_image):
+    import cv2
+
+    from camkit.cli import main
+
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), rgb_image)
+    code = main(
+        [
+            "explain",
+            str(path),
+            "--weights",
+            "none",
+            "--layer",
+            "layer4.2,layer3.5",
+            "--fusion",
+            "max",
+            "--size",
+            "64",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    import json
+
+    assert json.loads(out)[0]["layer"] == "layer4.2,layer3.5"
