@@ -61,7 +61,8 @@ def evaluate_methods(
     paths, mask_paths = _dataset(Path(data), limit)
     pictures = [read_image(p) for p in paths]
     size = info.input_size
-    batch = preprocess(pictures, size, info.mean, info.std)
+    device = next(model.parameters()).device
+    batch = preprocess(pictures, size, info.mean, info.std).to(device)
     masks = [None if m is None else (read_mask(m) > 0) for m in mask_paths]
     rows = []
     for method in methods:
@@ -91,7 +92,7 @@ def evaluate_methods(
         for index, mask in enumerate(masks):
             if mask is None:
                 continue
-            heat = upsample(saliency[index], mask.shape).numpy()
+            heat = upsample(saliency[index], mask.shape).cpu().numpy()
             hits.append(pointing_game(heat, mask, tolerance))
             energies.append(energy_in_mask(heat, mask))
         valid_hits = [h for h in hits if h is not None]
