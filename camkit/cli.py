@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--batch-size", type=_positive, default=16)
 
     explain.add_argument(
+        "--aug-smooth",
+        action="store_true",
+        help="average the normalised maps over flips × intensity 0.9/1/1.1 (test-time augmentation)",
+    )
+    explain.add_argument(
         "--fusion",
         choices=("mean", "max"),
         default="mean",
@@ -582,7 +587,12 @@ def _cmd_explain(args) -> int:
                 targets = "all"
             else:
                 targets = f"top-{min(args.topk or 1, info.num_classes)}"
-            heatmaps = explainer(batch, targets).cpu()
+            if args.aug_smooth:
+                from camkit.explain import augmentation_smoothed
+
+                heatmaps = augmentation_smoothed(explainer, batch, targets).cpu()
+            else:
+                heatmaps = explainer(batch, targets).cpu()
             probabilities = heatmaps.logits.softmax(dim=1)
             for index, (path, stem, image) in enumerate(chunk):
                 top = probabilities[index].topk(topn)

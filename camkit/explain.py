@@ -532,3 +532,22 @@ class MultiLayerExplainer:
             extra={"per_layer": {r.layer: r.maps for r in results}},
             fusion=self.fusion,
         )
+
+
+def augmentation_smoothed(
+    explainer: Explainer, images: torch.Tensor, targets: Targets = None, factors=(0.9, 1.0, 1.1)
+) -> Heatmaps:
+    """Test-time-augmentation smoothing: the mean of the normalised, input-size maps over
+    horizontal flips × intensity factors (pytorch-grad-cam's default ``aug_smooth``), computed
+    as one batch; flipped maps are flipped back first. Targets are resolved on the plain images
+    so every augmentation explains the same classes.
+    """
+    plain = explainer(images, targets)
+    count = len(images)
+    augmented = [
+        images.flip(-1) * f if flip else images * f for flip in (False, True) for f in factors
+    ]
+    result = explainer(torch.cat(augmented), plain.class_ids.repeat(len(augmented), 1))
+    maps = normalize(result.upsampled).view(2, len(factors), count, *result.upsampled.shape[1:])
+    maps = torch.cat([maps[0], maps[1].flip(-1)]).mean(dim=0)  # (N, K, H, W)
+    return replace(plain, maps=maps, extra={**plain.extra, "smoothing": f"flip × {list(factors)}"})

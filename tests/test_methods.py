@@ -174,6 +174,20 @@ def test_multi_layer_cli(tmp_path, capsys, rgb_image):
 
     path = tmp_path / "x.png"
     cv2.imwrite(str(path), rgb_image)
+    smooth = [
+        "explain",
+        str(path),
+        "--weights",
+        "none",
+        "--aug-smooth",
+        "--size",
+        "64",
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    assert main(smooth) == 0
+    assert (tmp_path / "s" / "x.gradcam.png").exists()
+    capsys.readouterr()
     code = main(
         [
             "explain",
@@ -196,3 +210,24 @@ def test_multi_layer_cli(tmp_path, capsys, rgb_image):
     import json
 
     assert json.loads(out)[0]["layer"] == "layer4.2,layer3.5"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
+    module = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from camkit.explain import augmentation_smoothed
+
+    names = {"gradcam": "GradCAM", "layercam": "LayerCAM"}
+    class_ids = [3, 0, 8]
+    with getattr(module, names[method])(model=model, target_layers=[model.layer4[2]]) as cam:
+        theirs = cam(
+            input_tensor=images,
+            targets=[ClassifierOutputTarget(c) for c in class_ids],
+            aug_smooth=True,
+        )
+    model.zero_grad(set_to_none=True)
+    smoothed = augmentation_smoothed(Explainer(model, "layer4.2", method), images, class_ids)
+    assert smoothed.maps.shape == (3, 1, 96, 96) and "flip" in smoothed.extra["smoothing"]
+    np.testing.assert_allclose(smoothed.maps[:, 0].numpy(), theirs, atol=1e-4)
