@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         default="gradcam",
-        help="gradcam (default), cam (W·A) or fcn (W·A + b)",
+        help="gradcam (default), gradcampp, xgradcam, hirescam, layercam, scorecam, ablationcam, eigencam; cam = W·A, fcn = W·A + b",
     )
     targets = explain.add_mutually_exclusive_group()
     targets.add_argument(
