@@ -485,13 +485,6 @@ def _cmd_layers(args) -> int:
     return 0
 
 
-class _MaskSource:
-    """What Comparer.mask_for needs when explain adds a mask to its panel."""
-
-    def __init__(self, segmenter) -> None:
-        self.segmenter, self.resize_mask = segmenter, False
-
-
 def _unique_stems(paths: list[Path]) -> list[str]:
     seen: dict[str, int] = {}
     stems = []
@@ -611,9 +604,9 @@ def _cmd_explain(args) -> int:
                 mask, mask_metrics = None, None
                 if args.mask is not None or segmenter is not None:
                     from camkit.compare import heatmap_metrics
-                    from camkit.comparison import Comparer
+                    from camkit.comparison import load_mask
 
-                    mask = Comparer.mask_for(_MaskSource(segmenter), image, args.mask, path)
+                    mask = load_mask(image, args.mask, segmenter, image_path=path)
                     mask_metrics = heatmap_metrics(maps[0], mask)
                     titles[0] = (
                         f"{titles[0]} PG={mask_metrics['pointing_game']} E={mask_metrics['energy_in_mask'] or 0:.2f}"

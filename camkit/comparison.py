@@ -19,24 +19,41 @@ import torch
 from camkit.cam import upsample
 from camkit.checkpoint import atomic_write_bytes
 from camkit.compare import bootstrap_summary, heatmap_metrics
-from camkit.data.folders import find_images, read_mask
+from camkit.data.folders import match_masks, read_mask
 from camkit.data.images import preprocess, read_image
 from camkit.explain import Explainer
 
-__all__ = ["Comparer", "match_masks", "write_csv"]
+__all__ = ["Comparer", "load_mask", "match_masks", "write_csv"]
 
 
-def match_masks(images: list[Path], images_root: Path, masks_root: Path) -> dict[Path, Path]:
-    """Mask file for each image: same relative path and stem under ``masks_root``, any suffix."""
-    masks = {
-        p.relative_to(masks_root).with_suffix("").as_posix(): p for p in find_images(masks_root)
-    }
-    found = {}
-    for image in images:
-        key = image.relative_to(images_root).with_suffix("").as_posix()
-        if key in masks:
-            found[image] = masks[key]
-    return found
+def load_mask(
+    image: np.ndarray,
+    mask_path: Path | None,
+    segmenter: tuple | None = None,
+    resize_mask: bool = False,
+    image_path: Path | str = "image",
+) -> np.ndarray:
+    """Binary mask for ``image``: from ``mask_path`` (non-zero = object), else predicted by
+    ``segmenter`` (``(ResUNet, info)``). A file of another size is an error unless ``resize_mask``
+    (nearest-neighbour)."""
+    import cv2
+
+    if mask_path is None:
+        if segmenter is None:
+            raise ValueError(f"no mask for {image_path}: pass a mask file or --segmenter")
+        from camkit.segmentation import predict_masks
+
+        model, info = segmenter
+        return predict_masks(model, info, [image])[0][0] > 0
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        if not resize_mask:
+            raise ValueError(
+                f"mask {mask_path} is {mask.shape[1]}×{mask.shape[0]} but image {image_path} is "
+                f"{image.shape[1]}×{image.shape[0]}; pass --resize-mask to resize it"
+            )
+        mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return mask > 0
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -92,26 +109,7 @@ class Comparer:
     def mask_for(
         self, image: np.ndarray, mask_path: Path | None, image_path: Path | str = "image"
     ) -> np.ndarray:
-        import cv2
-
-        if mask_path is None:
-            if self.segmenter is None:
-                raise ValueError(f"no mask for {image_path}: pass a mask file or --segmenter")
-            from camkit.segmentation import predict_masks
-
-            model, info = self.segmenter
-            return predict_masks(model, info, [image])[0][0] > 0
-        mask = read_mask(mask_path)
-        if mask.shape != image.shape[:2]:
-            if not self.resize_mask:
-                raise ValueError(
-                    f"mask {mask_path} is {mask.shape[1]}×{mask.shape[0]} but image {image_path} is "
-                    f"{image.shape[1]}×{image.shape[0]}; pass --resize-mask to resize it"
-                )
-            mask = cv2.resize(
-                mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST
-            )
-        return mask > 0
+        return load_mask(image, mask_path, self.segmenter, self.resize_mask, image_path)
 
     def compare(
         self,

@@ -11,7 +11,7 @@ import torch
 
 from camkit.cam import upsample
 from camkit.compare import energy_in_mask, pointing_game
-from camkit.data.folders import find_images, read_mask
+from camkit.data.folders import find_images, match_masks, read_mask, spread
 from camkit.data.images import preprocess, read_image
 from camkit.explain import Explainer
 from camkit.faithfulness import average_drop, deletion_insertion
@@ -21,22 +21,11 @@ __all__ = ["evaluate_methods"]
 
 def _dataset(data: Path, limit: int | None):
     images_root = data / "images" if (data / "images").is_dir() else data
-    paths = find_images(images_root)
+    paths = spread(find_images(images_root), limit)
     if not paths:
         raise ValueError(f"no images under {images_root}")
-    if limit is not None and limit < len(paths):
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
-    masks_root = data / "masks"
-    masks = []
-    for path in paths:
-        relative = path.relative_to(images_root).with_suffix("")
-        found = (
-            list((masks_root / relative.parent).glob(relative.name + ".*"))
-            if masks_root.is_dir()
-            else []
-        )
-        masks.append(found[0] if found else None)
-    return paths, masks
+    found = match_masks(paths, images_root, data / "masks")
+    return paths, [found.get(path) for path in paths]
 
 
 def evaluate_methods(

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from camkit.checkpoint import load_checkpoint, save_checkpoint
-from camkit.data.folders import SegmentationFolder
+from camkit.data.folders import SegmentationFolder, spread
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
@@ -109,8 +109,7 @@ def evaluate_segmenter(model: ResUNet, batches, device: torch.device | str = "cp
 def _subset(dataset, limit: int | None):
     if limit is None or limit >= len(dataset):
         return dataset
-    picks = np.linspace(0, len(dataset) - 1, limit).round().astype(int).tolist()
-    return Subset(dataset, picks)
+    return Subset(dataset, spread(range(len(dataset)), limit))
 
 
 def train_segmenter(

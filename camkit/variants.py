@@ -19,7 +19,7 @@ import torch
 
 from camkit.checkpoint import atomic_write_bytes
 from camkit.compare import energy_in_mask, pointing_game, rank_correlation, top_region_iou
-from camkit.data.folders import ClassificationFolder, read_mask
+from camkit.data.folders import ClassificationFolder, match_masks, read_mask, spread
 from camkit.explain import Explainer
 from camkit.models.resnet import load_classifier, variant_from
 from camkit.train import TrainConfig, _loaders, train_classifier
@@ -129,23 +129,10 @@ def make_variant(
 
 def _samples(data: Path, class_names: list[str], limit: int | None):
     """(image path, label, mask path or None) for a folder data set, evenly over the classes."""
-    folder = ClassificationFolder(data, class_names=class_names)
-    samples = folder.samples
-    if limit is not None and limit < len(samples):
-        picks = np.linspace(0, len(samples) - 1, limit).round().astype(int)
-        samples = [samples[i] for i in picks]
+    samples = spread(ClassificationFolder(data, class_names=class_names).samples, limit)
     images_root = data / "images" if (data / "images").is_dir() else data
-    masks_root = data / "masks"
-    out = []
-    for path, label in samples:
-        relative = path.relative_to(images_root).with_suffix("")
-        candidates = (
-            list((masks_root / relative.parent).glob(relative.name + ".*"))
-            if masks_root.is_dir()
-            else []
-        )
-        out.append((path, label, candidates[0] if candidates else None))
-    return out
+    found = match_masks([path for path, _ in samples], images_root, data / "masks")
+    return [(path, label, found.get(path)) for path, label in samples]
 
 
 def compare_variants(

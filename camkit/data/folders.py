@@ -17,7 +17,14 @@ from torch.utils.data import Dataset
 
 from camkit.data.images import IMAGE_SUFFIXES, preprocess, read_image
 
-__all__ = ["ClassificationFolder", "SegmentationFolder", "find_images", "read_mask"]
+__all__ = [
+    "ClassificationFolder",
+    "SegmentationFolder",
+    "find_images",
+    "match_masks",
+    "read_mask",
+    "spread",
+]
 
 
 def find_images(root: Path) -> list[Path]:
@@ -27,6 +34,30 @@ def find_images(root: Path) -> list[Path]:
         for p in root.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+def spread(items: Sequence, limit: int | None) -> list:
+    """At most ``limit`` items, evenly spaced over the sequence (all of them when ``None``)."""
+    items = list(items)
+    if limit is None or limit >= len(items):
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+def match_masks(images: Sequence[Path], images_root: Path, masks_root: Path) -> dict[Path, Path]:
+    """Mask file for each image: same relative path and stem under ``masks_root``, any image
+    suffix. One scan of ``masks_root``; images without a mask are left out."""
+    if not masks_root.is_dir():
+        return {}
+    masks = {
+        p.relative_to(masks_root).with_suffix("").as_posix(): p for p in find_images(masks_root)
+    }
+    found = {}
+    for image in images:
+        key = image.relative_to(images_root).with_suffix("").as_posix()
+        if key in masks:
+            found[image] = masks[key]
+    return found
 
 
 def read_mask(path: str | os.PathLike, classes: int | None = None) -> np.ndarray:
