@@ -134,7 +134,15 @@ def test_compare_bad_inputs(setup, capsys, tmp_path):
     )
     assert code == 0, err
     code, _, err = run(
-        capsys, "compare", image, "--mask", tmp_path / "none.png", "--weights", checkpoint
+        capsys,
+        "compare",
+        image,
+        "--mask",
+        tmp_path / "none.png",
+        "--weights",
+        checkpoint,
+        "--out",
+        tmp_path / "o",
     )
     assert code == 1 and "does not exist" in err
     code, _, err = run(
