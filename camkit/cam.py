@@ -12,6 +12,8 @@ import torch.nn.functional as F
 __all__ = [
     "GRADIENT_METHODS",
     "closed_form_weights",
+    "contributions",
+    "eigen_smooth",
     "eigencam",
     "gradcam",
     "gradcam_closed_form",
@@ -120,32 +122,38 @@ def _spatial_sum(activations: torch.Tensor) -> torch.Tensor:
     return activations.sum(dim=(-2, -1))
 
 
-def gradcampp(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ (Chattopadhay et al. 2018), as pytorch-grad-cam computes it.
-
-    ``a = g² / (2g² + Σ_ij A · g³ + 1e-6)`` (0 where g = 0), ``w_k = Σ_ij relu(g) · a``,
-    ``map = relu(Σ_k w_k A_k)``. ``gradients``: ``(N, C, h, w)`` or ``(N, K, C, h, w)``.
-    """
+def _gradcampp_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     sums = _spatial_sum(activations)[..., None, None]  # (N, C, 1, 1)
     if gradients.ndim == 5:
         sums = sums.unsqueeze(1)
     squared = gradients**2
     alpha = squared / (2 * squared + sums * squared * gradients + 1e-6)
     alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
-    weights = (gradients.clamp_min(0) * alpha).sum(dim=(-2, -1))
-    return _apply_weights(activations, weights)
+    return (gradients.clamp_min(0) * alpha).sum(dim=(-2, -1))
 
 
-def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij g · A / (Σ_ij A + 1e-7)``, ``relu(Σ_k w_k A_k)``."""
+def gradcampp(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018), as pytorch-grad-cam computes it.
+
+    ``a = g² / (2g² + Σ_ij A · g³ + 1e-6)`` (0 where g = 0), ``w_k = Σ_ij relu(g) · a``,
+    ``map = relu(Σ_k w_k A_k)``. ``gradients``: ``(N, C, h, w)`` or ``(N, K, C, h, w)``.
+    """
+    return _apply_weights(activations, _gradcampp_weights(activations, gradients))
+
+
+def _xgradcam_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     sums = _spatial_sum(activations)[..., None, None]
     product = (
         activations.unsqueeze(1) * gradients if gradients.ndim == 5 else activations * gradients
     )
     if gradients.ndim == 5:
         sums = sums.unsqueeze(1)
-    weights = (product / (sums + 1e-7)).sum(dim=(-2, -1))
-    return _apply_weights(activations, weights)
+    return (product / (sums + 1e-7)).sum(dim=(-2, -1))
+
+
+def xgradcam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij g · A / (Σ_ij A + 1e-7)``, ``relu(Σ_k w_k A_k)``."""
+    return _apply_weights(activations, _xgradcam_weights(activations, gradients))
 
 
 def hirescam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -166,6 +174,55 @@ def _apply_weights(activations: torch.Tensor, weights: torch.Tensor) -> torch.Te
     if weights.ndim == 2:
         return torch.einsum("nc,nchw->nhw", weights, activations).relu()
     return torch.einsum("nkc,nchw->nkhw", weights, activations).relu()
+
+
+def contributions(method: str, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """The per-channel terms a gradient method sums: ``map = relu(contributions.sum(C))``.
+
+    ``w_k · A_k`` for Grad-CAM, Grad-CAM++ and XGrad-CAM; ``g_k ⊙ A_k`` for HiResCAM and
+    ``relu(g_k) ⊙ A_k`` for LayerCAM. Eigen smoothing projects these instead of summing them.
+    ``(N, C, h, w)`` for ``(N, C, h, w)`` gradients, ``(N, K, C, h, w)`` for ``(N, K, C, h, w)``.
+    """
+    stacked = activations.unsqueeze(1) if gradients.ndim == 5 else activations
+    if method == "hirescam":
+        return gradients * stacked
+    if method == "layercam":
+        return gradients.clamp_min(0) * stacked
+    if method == "gradcam":
+        weights = gradients.mean(dim=(-2, -1))
+    elif method == "gradcampp":
+        weights = _gradcampp_weights(activations, gradients)
+    elif method == "xgradcam":
+        weights = _xgradcam_weights(activations, gradients)
+    else:
+        raise ValueError(f"{method!r} is not a gradient method; choose one of {GRADIENT_METHODS}")
+    return weights[..., None, None] * stacked
+
+
+def eigen_smooth(weighted: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Eigen smoothing: each map becomes the projection of its weighted activations on their
+    first principal component, ``relu``-ed — pytorch-grad-cam's ``eigen_smooth=True``
+    (``get_2d_projection``), batched.
+
+    ``weighted``: ``(..., C, h, w)``, the terms a method would sum over channels (``w_k · A_k``,
+    or ``g_k ⊙ A_k`` for element-wise methods; see :func:`contributions`). Returns
+    ``(..., h, w)``. Each ``(h·w, C)`` matrix is centred per channel and decomposed with NumPy's
+    SVD, as the reference does, so the sign of the component (arbitrary in an SVD) is the one
+    LAPACK returns there too; ``chunk`` maps are decomposed at a time to bound memory.
+    """
+    import numpy as np
+
+    shape = weighted.shape
+    channels, height, width = shape[-3:]
+    flat = weighted.detach().float().reshape(-1, channels, height * width)
+    out = []
+    for start in range(0, flat.shape[0], chunk):
+        block = flat[start : start + chunk].cpu().numpy().transpose(0, 2, 1)  # (B, h·w, C)
+        block = np.nan_to_num(block - block.mean(axis=1, keepdims=True))
+        _, _, vt = np.linalg.svd(block, full_matrices=False)
+        out.append(torch.from_numpy(np.einsum("bpc,bc->bp", block, vt[:, 0, :])))
+    maps = torch.cat(out).reshape(*shape[:-3], height, width)
+    return maps.to(weighted.device).relu()
 
 
 def gradient_method(name: str):
@@ -220,16 +277,8 @@ def eigencam(activations: torch.Tensor) -> torch.Tensor:
     """Eigen-CAM (Muhammad & Yeasin 2020): projection of each position's activation vector on the
     first principal component, ``relu``-ed; class-agnostic. ``(N, C, h, w) -> (N, h, w)``.
 
-    As pytorch-grad-cam: centred ``(h·w, C)`` matrix, first right-singular vector from NumPy's SVD
-    (its sign is whatever LAPACK returns, so the map may highlight the "wrong" side; this
-    matches the reference implementation rather than picking a sign).
+    The eigen smoothing of the raw activations (:func:`eigen_smooth`), as pytorch-grad-cam
+    computes it, with the component's sign as NumPy's SVD returns it (so the map may highlight
+    the "wrong" side; this matches the reference implementation rather than picking a sign).
     """
-    import numpy as np
-
-    maps = []
-    for item in activations.detach().float().cpu().numpy():
-        flat = item.reshape(item.shape[0], -1).transpose()  # (h·w, C)
-        flat = flat - flat.mean(axis=0)
-        _, _, vt = np.linalg.svd(flat, full_matrices=True)
-        maps.append((flat @ vt[0, :]).reshape(item.shape[1:]))
-    return torch.from_numpy(np.stack(maps)).to(activations.device).relu()
+    return eigen_smooth(activations)

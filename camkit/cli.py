@@ -144,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="average the normalised maps over flips × intensity 0.9/1/1.1 (test-time augmentation)",
     )
     explain.add_argument(
+        "--eigen-smooth",
+        action="store_true",
+        help="project the weighted activations on their first principal component (less noise)",
+    )
+    explain.add_argument(
+        "--chunk-size",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="Score-CAM / Ablation-CAM: masked or ablated forward passes per chunk; memory "
+        "grows with N, not with the channel count (default 32)",
+    )
+    explain.add_argument(
+        "--score-channels",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="Score-CAM: only the top-N channels by activation variance (Faster Score-CAM)",
+    )
+    explain.add_argument(
         "--fusion",
         choices=("mean", "max"),
         default="mean",
@@ -509,21 +529,24 @@ def _cmd_explain(args) -> int:
 
     model, info = _load(args)
     layer = args.layer or default_layer(model)
+    if args.eigen_smooth and args.method in ("cam", "fcn"):
+        raise CLIError(
+            f"--eigen-smooth does not apply to --method {args.method} (a linear class map); "
+            "use it with a Grad-CAM-family method such as gradcam"
+        )
+    options = {
+        "path": args.path,
+        "output_stride": args.output_stride,
+        "batch_size": args.chunk_size,
+        "score_channels": args.score_channels,
+        "eigen_smooth": args.eigen_smooth,
+    }
     if "," in layer:  # several layers: maps normalised, resampled to the input, fused
         from camkit.explain import MultiLayerExplainer
 
-        explainer = MultiLayerExplainer(
-            model,
-            layer,
-            args.method,
-            fusion=args.fusion,
-            path=args.path,
-            output_stride=args.output_stride,
-        )
+        explainer = MultiLayerExplainer(model, layer, args.method, fusion=args.fusion, **options)
     else:
-        explainer = Explainer(
-            model, layer=layer, method=args.method, path=args.path, output_stride=args.output_stride
-        )
+        explainer = Explainer(model, layer=layer, method=args.method, **options)
     size = info.input_size if args.size is None else args.size
     size = None if size == 0 else size
     if args.class_ids is not None:
@@ -629,6 +652,7 @@ def _cmd_explain(args) -> int:
                     "layer": layer,
                     "method": args.method,
                     "path": heatmaps.path,
+                    "smoothing": heatmaps.extra.get("smoothing"),
                     "weights": info.weights,
                     "predictions": predictions,
                     "targets": [

@@ -25,6 +25,8 @@ from torch import nn
 from camkit.cam import (
     GRADIENT_METHODS,
     closed_form_weights,
+    contributions,
+    eigen_smooth,
     eigencam,
     gradcam_closed_form,
     gradient_method,
@@ -179,6 +181,13 @@ class Explainer:
         output_stride: 32 (the network as it is) or 16: ``layer4``'s stride becomes dilation
             for the call (same weights), so maps are twice as dense: 8×8 instead of 4×4 at
             128 px. The identities hold for the dilated network.
+        batch_size: Score-CAM / Ablation-CAM: masked or ablated forward passes per chunk
+            (memory is bounded by this, not by the channel count).
+        score_channels: Score-CAM: use only the top-N channels by activation variance
+            (Faster Score-CAM); ``None`` for all.
+        eigen_smooth: replace ``relu(Σ_k w_k A_k)`` by the ``relu``-ed projection of the
+            weighted activations on their first principal component (pytorch-grad-cam's
+            ``eigen_smooth``); any method but ``cam``/``fcn``; Eigen-CAM already is one.
 
     The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
     ``.grad``, hooks), also when an exception is raised.
@@ -199,6 +208,7 @@ class Explainer:
         output_stride: int = 32,
         batch_size: int = 32,
         score_channels: int | None = None,
+        eigen_smooth: bool = False,
     ) -> None:
         if output_stride not in (16, 32):
             raise ValueError(f"output_stride must be 16 or 32, got {output_stride!r}")
@@ -213,6 +223,13 @@ class Explainer:
             raise ValueError(
                 f"method {method!r} is not gradient-based; it only has the closed-form path"
             )
+        if eigen_smooth and method in ("cam", "fcn"):
+            raise ValueError(
+                f"eigen_smooth does not apply to {method!r} (a linear class map); use a "
+                "Grad-CAM-family method such as 'gradcam'"
+            )
+        self.eigen_smooth = eigen_smooth
+        self._eigen_block = 64  # maps decomposed per eigen-smoothing block
         self.model = model
         self.layer, self.module = resolve_layer(model, layer)
         self.method = method
@@ -300,6 +317,7 @@ class Explainer:
         scores = logits.gather(1, class_ids)
         probabilities = logits.softmax(dim=1).gather(1, class_ids)
         return Heatmaps(
+            extra={"smoothing": "eigen"} if self.eigen_smooth else {},
             maps=maps.detach().float().clone(),
             class_ids=class_ids,
             scores=scores,
@@ -335,7 +353,7 @@ class Explainer:
                 weight = self.head.weight.float()
                 activations = activations.float()
                 height, width = activations.shape[-2:]
-                if self.method == "gradcam":
+                if self.method == "gradcam" and not self.eigen_smooth:
                     maps = gradcam_closed_form(
                         activations, weight, None if all_classes else class_ids
                     )
@@ -343,7 +361,7 @@ class Explainer:
                     gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
                     gradient = gradient if all_classes else gradient[class_ids]
                     channel_weights = closed_form_weights(self.method, activations, gradient)
-                    maps = torch.einsum("nkc,nchw->nkhw", channel_weights, activations).relu()
+                    maps = self._weighted_maps(channel_weights, activations)
                 elif self.method == "ablationcam":
                     # zeroing channel k lowers logit c by W[c, k]·mean(A_k); weight = that drop / y_c
                     chosen = (
@@ -353,12 +371,25 @@ class Explainer:
                     scores = logits.float() if all_classes else logits.float().gather(1, class_ids)
                     drops = chosen * (means.unsqueeze(1) if chosen.ndim == 3 else means[:, None, :])
                     channel_weights = drops / scores.unsqueeze(-1)
-                    maps = torch.einsum("nkc,nchw->nkhw", channel_weights, activations).relu()
+                    maps = self._weighted_maps(channel_weights, activations)
                 else:
                     bias = self.head.bias if self.method == "fcn" else None
                     bias = bias.float() if bias is not None else None
                     maps = class_maps(activations, weight, bias, None if all_classes else class_ids)
         return self._package(maps, class_ids, logits, "closed-form", images)
+
+    def _weighted_maps(self, weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """``relu(Σ_k w_k A_k)``, or its eigen-smoothed form. weights ``(N, K, C)``."""
+        if not self.eigen_smooth:
+            return torch.einsum("nkc,nchw->nkhw", weights, activations).relu()
+        step = max(1, self._eigen_block // len(activations))  # bound the (N, K', C, h, w) block
+        return torch.cat(
+            [
+                eigen_smooth(weights[:, k : k + step, :, None, None] * activations.unsqueeze(1))
+                for k in range(0, weights.shape[1], step)
+            ],
+            dim=1,
+        )
 
     def _gradient_path(self, images, targets, leaf: bool) -> Heatmaps:
         mode = "leaf" if leaf else "capture"
@@ -387,7 +418,11 @@ class Explainer:
             for k in range(count):
                 score = logits.gather(1, class_ids[:, k : k + 1]).sum()
                 (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
-                maps.append(method_fn(activations.detach().float(), gradients.float()))
+                if self.eigen_smooth:
+                    terms = contributions(self.method, activations.detach().float(), gradients)
+                    maps.append(eigen_smooth(terms.float()))
+                else:
+                    maps.append(method_fn(activations.detach().float(), gradients.float()))
             probe.clear()
         path = "activation-grad" if leaf else "autograd"
         return self._package(torch.stack(maps, dim=1), class_ids, logits, path, images)
@@ -440,7 +475,7 @@ class Explainer:
                     scores = torch.cat(scores).gather(1, picked)  # (C', K)
                     weights = scores.softmax(dim=0).T  # (K, C'): softmax over channels
                     maps.append(
-                        torch.einsum("kc,chw->khw", weights, activations[index, selected]).relu()
+                        self._weighted_maps(weights[None], activations[index, selected][None])[0]
                     )
             bar.close()
         return self._package(torch.stack(maps), class_ids, logits, "masked-forward", images)
@@ -478,7 +513,7 @@ class Explainer:
                             batch = image.unsqueeze(0).expand(len(state["channels"]), -1, -1, -1)
                             ablated.append(self.model(batch).float()[:, class_ids[index]])
                         drops = (original - torch.cat(ablated)) / original  # (C, K)
-                        maps.append(torch.einsum("ck,chw->khw", drops, activations[index]).relu())
+                        maps.append(self._weighted_maps(drops.T[None], activations[index][None])[0])
             finally:
                 handle.remove()
         return self._package(torch.stack(maps), class_ids, logits, "ablation-forward", images)
@@ -550,4 +585,5 @@ def augmentation_smoothed(
     result = explainer(torch.cat(augmented), plain.class_ids.repeat(len(augmented), 1))
     maps = normalize(result.upsampled).view(2, len(factors), count, *result.upsampled.shape[1:])
     maps = torch.cat([maps[0], maps[1].flip(-1)]).mean(dim=0)  # (N, K, H, W)
-    return replace(plain, maps=maps, extra={**plain.extra, "smoothing": f"flip × {list(factors)}"})
+    smoothing = " + ".join(filter(None, [plain.extra.get("smoothing"), f"flip × {list(factors)}"]))
+    return replace(plain, maps=maps, extra={**plain.extra, "smoothing": smoothing})

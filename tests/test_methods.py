@@ -231,3 +231,104 @@ def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
     smoothed = augmentation_smoothed(Explainer(model, "layer4.2", method), images, class_ids)
     assert smoothed.maps.shape == (3, 1, 96, 96) and "flip" in smoothed.extra["smoothing"]
     np.testing.assert_allclose(smoothed.maps[:, 0].numpy(), theirs, atol=1e-4)
+
+
+def reference_eigen_smoothed(name, model, layer, images, class_ids, **kwargs):
+    module = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with getattr(module, name)(
+        model=model, target_layers=[model.get_submodule(layer)], **kwargs
+    ) as cam:
+        out = cam(
+            input_tensor=images,
+            targets=[ClassifierOutputTarget(c) for c in class_ids],
+            eigen_smooth=True,
+        )
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        ("gradcam", "GradCAM"),
+        ("gradcampp", "GradCAMPlusPlus"),
+        ("xgradcam", "XGradCAM"),
+        ("hirescam", "HiResCAM"),
+        ("layercam", "LayerCAM"),
+    ],
+)
+@pytest.mark.parametrize("layer", ["layer4.2", "layer3.5"])
+def test_eigen_smoothing_matches_pytorch_grad_cam(model, images, method, name, layer):
+    class_ids = [3, 0, 8]
+    theirs = reference_eigen_smoothed(name, model, layer, images, class_ids)
+    smoothed = Explainer(model, layer, method, eigen_smooth=True)(images, class_ids)
+    assert smoothed.extra["smoothing"] == "eigen"
+    assert smoothed.path == ("closed-form" if layer == "layer4.2" else "activation-grad")
+    np.testing.assert_allclose(smoothed.normalized()[:, 0].numpy(), theirs, atol=1e-4)
+    plain = Explainer(model, layer, method)(images, class_ids)
+    assert not torch.allclose(plain.normalized(), smoothed.normalized(), atol=1e-3)
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_eigen_smoothing_closed_form_equals_autograd(model, images, method):
+    closed = Explainer(model, "layer4.2", method, eigen_smooth=True)(images, "top-2")
+    reference = Explainer(model, "layer4.2", method, path="autograd", eigen_smooth=True)(
+        images, closed.class_ids
+    )
+    assert closed.path == "closed-form" and reference.path == "autograd"
+    scale = reference.maps.abs().max()
+    assert scale > 0 and (closed.maps - reference.maps).abs().max() / scale < 1e-4
+
+
+def test_eigen_smoothing_all_classes_in_chunks(small, small_images):
+    chunked = Explainer(small, "layer4.2", "gradcam", eigen_smooth=True)
+    chunked._eigen_block = 4  # two classes per block for two images
+    every = chunked(small_images, "all")
+    some = Explainer(small, "layer4.2", "gradcam", eigen_smooth=True)(small_images, [[1, 4]] * 2)
+    assert every.maps.shape[1] == small.fc.out_features
+    torch.testing.assert_close(every.maps[:, [1, 4]], some.maps)
+
+
+def test_eigen_smoothing_forward_methods_match_pytorch_grad_cam(small, small_images):
+    class_ids = [2, 3]
+    theirs = reference_eigen_smoothed(
+        "AblationCAM", small, "layer4.2", small_images, class_ids, batch_size=16
+    )
+    for path in ("auto", "autograd"):  # closed form and ablated forward passes
+        ours = Explainer(small, "layer4.2", "ablationcam", path=path, eigen_smooth=True)
+        np.testing.assert_allclose(
+            ours(small_images, class_ids).normalized()[:, 0].numpy(), theirs, atol=1e-3
+        )
+    theirs = reference_eigen_smoothed("ScoreCAM", small, "layer4.2", small_images, class_ids)
+    explainer = Explainer(small, "layer4.2", "scorecam", batch_size=16, eigen_smooth=True)
+    explainer._score_align_corners = True
+    ours = explainer(small_images, class_ids).normalized()[:, 0].numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_eigen_smoothing_refused_for_linear_maps(small):
+    for method in ("cam", "fcn"):
+        with pytest.raises(ValueError, match="eigen_smooth does not apply"):
+            Explainer(small, "layer4.2", method, eigen_smooth=True)
+
+
+def test_explain_cli_eigen_smooth_and_chunk_size(tmp_path, capsys, rgb_image):
+    import json
+
+    from camkit.cli import main
+
+    image = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(image), rgb_image[:, :, ::-1])
+    common = [str(image), "--weights", "none", "--size", "64", "--out", str(tmp_path / "o")]
+    code = main(["explain", *common, "--method", "scorecam", "--chunk-size", "7",
+                 "--score-channels", "16", "--eigen-smooth", "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(out)[0]
+    assert record["method"] == "scorecam" and record["smoothing"] == "eigen"
+    assert main(["explain", *common, "--method", "cam", "--eigen-smooth"]) == 1
+    assert "--eigen-smooth does not apply" in capsys.readouterr().err
