@@ -58,6 +58,7 @@ compare-study: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py
+	$(PY) benchmarks/bench_methods.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

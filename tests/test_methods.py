@@ -332,3 +332,44 @@ def test_explain_cli_eigen_smooth_and_chunk_size(tmp_path, capsys, rgb_image):
     assert record["method"] == "scorecam" and record["smoothing"] == "eigen"
     assert main(["explain", *common, "--method", "cam", "--eigen-smooth"]) == 1
     assert "--eigen-smooth does not apply" in capsys.readouterr().err
+
+
+def test_scorecam_distinct_masks():
+    from camkit.explain import _distinct_masks
+
+    maps = torch.rand(6, 3, 3)
+    maps[1] = 0  # dead
+    maps[3] = 5.0  # constant: the same (zero) mask as a dead channel
+    maps[4] = 2 * maps[0] + 1  # same mask as channel 0 after min-max
+    maps[5] = -maps[0]  # a different mask
+    first, inverse = _distinct_masks(maps)
+    assert len(first) == 4
+    assert inverse[1] == inverse[3] and inverse[0] == inverse[4] and inverse[5] != inverse[0]
+    torch.testing.assert_close(inverse[first], torch.arange(4))
+
+
+def test_scorecam_shares_passes_without_changing_the_maps(small, small_images, monkeypatch):
+    import camkit.explain as explain
+    from camkit.hooks import LayerProbe
+
+    class ZeroEven(torch.nn.Module):
+        def forward(self, x):
+            return x * (torch.arange(x.shape[1]) % 2 == 1).float()[:, None, None]
+
+    dead = __import__("copy").deepcopy(small)  # dead channels at layer4.2: equal masks
+    dead.layer4[2] = torch.nn.Sequential(dead.layer4[2], ZeroEven())
+    with LayerProbe(dead, ["layer4.2"]) as probe, torch.no_grad():
+        dead(small_images)
+    activations = probe.activations["layer4.2"]
+    first, inverse = explain._distinct_masks(activations[0])
+    assert activations[0, ::2].eq(0).all() and inverse[::2].unique().numel() == 1
+    assert len(first) <= activations.shape[1] // 2 + 1  # the dead channels share one pass
+    shared = Explainer(dead, "layer4.2", "scorecam", batch_size=16)(small_images, [0, 1])
+
+    def every_channel(maps):
+        return torch.arange(len(maps)), torch.arange(len(maps))
+
+    monkeypatch.setattr(explain, "_distinct_masks", every_channel)
+    monkeypatch.setattr(explain, "_inference_copy", lambda model: model)
+    plain = Explainer(dead, "layer4.2", "scorecam", batch_size=16)(small_images, [0, 1])
+    torch.testing.assert_close(shared.maps, plain.maps, rtol=1e-4, atol=1e-6)
