@@ -157,6 +157,23 @@ def cases(model: torch.nn.Module, images: torch.Tensor) -> dict[str, Callable[[]
     return out
 
 
+def write_result(out: Path, device: torch.device, fields: dict) -> None:
+    """The run's figures with the versions and machine, as JSON."""
+    result = {
+        "camkit": __version__,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        **fields,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -217,22 +234,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"batch {batch:>2}  camkit is {theirs['median_s'] / ours['median_s']:.1f}× faster than {peer.split()[0]}"
                 )
-    result = {
-        "camkit": __version__,
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "size": args.size,
-        "repeats": repeats,
-        "rows": rows,
-    }
-    out = args.out or Path(__file__).parent / "results" / f"explain-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    fields = {"size": args.size, "repeats": repeats, "rows": rows}
+    write_result(
+        args.out or Path(__file__).parent / "results" / f"explain-{device.type}.json",
+        device,
+        fields,
+    )
     return 0
 
 

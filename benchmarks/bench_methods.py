@@ -17,8 +17,6 @@ trained model has dead channels, for which camkit's Score-CAM shares one pass); 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -30,9 +28,8 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_explain import timed
+from bench_explain import timed, write_result
 
-from camkit import __version__
 from camkit.explain import Explainer
 
 PEERS = {
@@ -148,19 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             f"max |Δ| {row['max_abs_difference']:.1e}",
             flush=True,
         )
-    result = {
-        "camkit": __version__,
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device) if gpu else platform.machine(),
-        "threads": torch.get_num_threads(),
-        "weights": str(args.weights) if args.weights else "random",
-        "repeats": repeats,
-        "rows": rows,
-    }
-    out = args.out or Path(__file__).parent / "results" / f"methods-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    fields = {"weights": str(args.weights or "random"), "repeats": repeats, "rows": rows}
+    write_result(
+        args.out or Path(__file__).parent / "results" / f"methods-{device.type}.json",
+        device,
+        fields,
+    )
     return 0
 
 

@@ -55,6 +55,28 @@ def _alpha(text: str) -> float:
     return value
 
 
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    targets = parser.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--class",
+        dest="class_ids",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="explain these class ids (for every image)",
+    )
+    targets.add_argument(
+        "--topk",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="explain the K best classes (default 1)",
+    )
+    targets.add_argument(
+        "--all-classes", action="store_true", help="maps for every class (panel shows the best 8)"
+    )
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser, default_weights: str) -> None:
     parser.add_argument(
         "--weights",
@@ -98,25 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="gradcam",
         help="gradcam (default), gradcampp, xgradcam, hirescam, layercam, scorecam, ablationcam, eigencam; cam = W·A, fcn = W·A + b",
     )
-    targets = explain.add_mutually_exclusive_group()
-    targets.add_argument(
-        "--class",
-        dest="class_ids",
-        type=int,
-        nargs="+",
-        metavar="ID",
-        help="explain these class ids (for every image)",
-    )
-    targets.add_argument(
-        "--topk",
-        type=_positive,
-        default=None,
-        metavar="K",
-        help="explain the K best classes (default 1)",
-    )
-    targets.add_argument(
-        "--all-classes", action="store_true", help="maps for every class (panel shows the best 8)"
-    )
+    _add_target_arguments(explain)
     _add_model_arguments(explain, "imagenet")
     explain.add_argument(
         "--size",
@@ -430,6 +434,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", type=Path, default=Path("camkit-evaluate"))
     evaluate.add_argument("--json", action="store_true")
+
+    export = commands.add_parser(
+        "export",
+        help="heatmaps for a whole folder: resumable, atomic, with a gallery",
+        description="Explain every image of a folder, glob or list file into OUT: overlays/, "
+        "raw/ (float16 maps), manifest.jsonl, summary.csv and index.html. Rerun the same "
+        "command to resume. Exit code 3 when some images failed (see the manifest). "
+        "Scale out with `torchrun --nproc-per-node N -m camkit.cli export ...` or --shard K/N "
+        "per process, then `camkit export --merge OUT`.",
+    )
+    export.add_argument(
+        "input", nargs="?", help="a folder (recursive), a glob ('a/**/*.jpg'), or a list file"
+    )
+    export.add_argument("--out", type=Path, default=Path("camkit-export"))
+    export.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="join the shards' manifests of OUT and write summary.csv and index.html",
+    )
+    export.add_argument("--layer", default=None, help="default: the model's last stage")
+    export.add_argument("--method", choices=[m for m in METHODS if m != "fcn"], default="gradcam")
+    _add_target_arguments(export)
+    _add_model_arguments(export, "imagenet")
+    export.add_argument("--size", type=_size, default=None, help="model input side or HxW")
+    export.add_argument("--batch-size", type=_positive, default=16)
+    export.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: min(4, CPUs))"
+    )
+    export.add_argument(
+        "--formats",
+        default="overlay,raw",
+        help="comma-separated: overlay, raw, mask, panel (default overlay,raw)",
+    )
+    export.add_argument("--segmenter", type=Path, default=None, help="segmenter checkpoint")
+    export.add_argument(
+        "--masks", type=Path, default=None, help="folder of masks (same relative names)"
+    )
+    export.add_argument("--resize-mask", action="store_true")
+    export.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
+    export.add_argument("--eigen-smooth", action="store_true")
+    export.add_argument("--alpha", type=_alpha, default=0.5)
+    export.add_argument("--colormap", choices=COLORMAPS, default="jet")
+    export.add_argument(
+        "--max-side", type=_positive, default=1024, help="overlays are at most this big"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="redo every image (needed when settings change)"
+    )
+    export.add_argument(
+        "--retry-errors", action="store_true", help="try images that failed before again"
+    )
+    export.add_argument("--shard", default=None, metavar="K/N", help="this process's shard")
 
     layers = commands.add_parser(
         "layers",
@@ -1072,6 +1130,112 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    import os
+
+    from camkit import export as ex
+
+    if args.merge is not None:
+        counts = ex.merge(args.merge)
+        print(
+            f"merged {counts['images']} images ({counts['failed']} failed) → "
+            f"{args.merge / 'index.html'}"
+        )
+        return 3 if counts["failed"] else 0
+    if args.input is None:
+        raise CLIError("pass the images (a folder, a glob or a list file), or --merge OUT")
+    torchrun = ex.torchrun_shard()
+    shard = ex.parse_shard(args.shard) if args.shard else (torchrun or (0, 1))
+    if args.device is None and torchrun is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    inputs = ex.collect_inputs(args.input)
+    model, info = _load(args)
+    segmenter = None
+    if args.segmenter is not None:
+        from camkit.segmentation import load_segmenter
+
+        seg_model, seg_info = load_segmenter(args.segmenter)
+        seg_info["path"] = ex._describe_model(str(args.segmenter), "resunet")
+        segmenter = (seg_model.to(next(model.parameters()).device), seg_info)
+    from camkit.layers import default_layer
+
+    if args.class_ids is not None:
+        targets = list(args.class_ids)
+    elif args.all_classes:
+        targets = "all"
+    elif args.topk:
+        targets = f"top-{min(args.topk, info.num_classes)}"
+    else:
+        targets = None
+    config = ex.ExportConfig(
+        layer=args.layer or default_layer(model),
+        method=args.method,
+        targets=targets,
+        size=args.size or info.input_size,
+        batch_size=args.batch_size,
+        workers=min(4, os.cpu_count() or 1) if args.workers is None else args.workers,
+        formats=formats,
+        output_stride=args.output_stride,
+        eigen_smooth=args.eigen_smooth,
+        alpha=args.alpha,
+        colormap=args.colormap,
+        max_side=args.max_side,
+        masks=args.masks,
+        resize_mask=args.resize_mask,
+        overwrite=args.overwrite,
+        retry_errors=args.retry_errors,
+        shard=shard,
+    )
+    model_id = ex._describe_model(args.weights, args.model)
+    try:
+        counts = ex.export(model, info, inputs, args.out, config, segmenter, model_id)
+    except KeyboardInterrupt:
+        print(
+            f"camkit: interrupted; finished images are kept in {args.out} — rerun the same "
+            "command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"shard {shard[0]}/{shard[1]}: {counts['done']} exported, {counts['skipped']} already "
+        f"done, {counts['failed']} failed of {counts['total']}"
+    )
+    if shard[1] == 1:
+        merged = ex.merge(args.out)
+        print(f"{merged['images']} images, {merged['failed']} failed → {args.out / 'index.html'}")
+        return 3 if merged["failed"] else 0
+    if torchrun is not None and _torchrun_barrier():
+        if shard[0] == 0:
+            merged = ex.merge(args.out)
+            print(f"merged {merged['images']} images → {args.out / 'index.html'}")
+            return 3 if merged["failed"] else 0
+    else:
+        print(f"when every shard is done: camkit export --merge {args.out}")
+    mine = [r for r in ex.read_manifest(args.out) if r.get("shard") == f"{shard[0]}of{shard[1]}"]
+    return 3 if any(r["status"] != "ok" for r in mine) else 0
+
+
+def _torchrun_barrier() -> bool:
+    """Wait for every torchrun rank (gloo, no GPU needed); False where that is not possible."""
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or "MASTER_ADDR" not in os.environ:
+        return False
+    dist.init_process_group("gloo", timeout=datetime.timedelta(hours=12))
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = build_parser()
@@ -1096,6 +1260,7 @@ def main(argv: list[str] | None = None) -> int:
         "segment": _cmd_segment,
         "compare": _cmd_compare,
         "evaluate": _cmd_evaluate,
+        "export": _cmd_export,
     }
     try:
         return handlers[args.command](args)

@@ -55,3 +55,20 @@ def rgb_image() -> np.ndarray:
     image = rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)
     image[20:50, 30:70] = (220, 30, 30)
     return image
+
+
+@pytest.fixture
+def checkpoint(tmp_path, model):
+    """A camkit checkpoint of ``model`` (10 named classes, 64 px input)."""
+    from camkit.checkpoint import save_checkpoint
+
+    names = ["circle", "square", "triangle", "star", "e", "f", "g", "h", "i", "j"]
+    return save_checkpoint(
+        tmp_path / "model.ckpt",
+        model.state_dict(),
+        arch="resnet50",
+        channels=2048,
+        num_classes=10,
+        class_names=names,
+        input_size=64,
+    )

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from camkit.checkpoint import save_checkpoint
 from camkit.cli import main
 
 
@@ -15,20 +14,6 @@ def image_path(tmp_path, rgb_image):
     path.parent.mkdir()
     cv2.imwrite(str(path), cv2.cvtColor(rgb_image, cv2.COLOR_RGB2BGR))
     return path
-
-
-@pytest.fixture
-def checkpoint(tmp_path, model):
-    names = ["circle", "square", "triangle", "star", "e", "f", "g", "h", "i", "j"]
-    return save_checkpoint(
-        tmp_path / "model.ckpt",
-        model.state_dict(),
-        arch="resnet50",
-        channels=2048,
-        num_classes=10,
-        class_names=names,
-        input_size=64,
-    )
 
 
 def run(capsys, *argv):
