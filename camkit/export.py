@@ -252,7 +252,10 @@ def _write(out: Path, relative: str, data: bytes, tag: str) -> str:
 def _png(image: np.ndarray) -> bytes:
     import cv2
 
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    # level 1: ~2× faster than the default 3, files ~10 % larger
+    ok, encoded = cv2.imencode(
+        ".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return encoded.tobytes()

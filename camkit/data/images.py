@@ -100,7 +100,10 @@ def read_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
     decoded = None
     if not is_jpeg:
         decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if decoded is None or (decoded.ndim == 2 or decoded.shape[2] != 4):
+    # only a file with EXIF data can carry an orientation: skip the second decode otherwise
+    if decoded is None or (
+        (decoded.ndim == 2 or decoded.shape[2] != 4) and b"Exif" in data.tobytes()
+    ):
         oriented = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
         decoded = oriented if oriented is not None else decoded
     if decoded is None or decoded.size == 0:
