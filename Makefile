@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.camkit-installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench study seg-study compare-study lint clean install
+.PHONY: demo test bench study seg-study compare-study notebooks lint clean install
 
 install: $(STAMP)
 
@@ -20,8 +20,13 @@ demo: $(STAMP)
 	$(VENV)/bin/camkit demo
 
 test: $(STAMP)
-	$(PY) -m ruff check camkit tests benchmarks
+	$(PY) -m ruff check camkit tests benchmarks notebooks
 	$(PY) -m pytest
+
+# Re-execute the notebooks and write their outputs in place (the demo's models are reused from
+# camkit-demo/ or trained there); `make test` fails when the committed outputs are stale.
+notebooks: $(STAMP)
+	$(PY) notebooks/execute.py
 
 # The channel-variant study of the README: variants C = 2048, 512, 128 of the demo classifier,
 # fine-tuned one epoch each (layer4.2 + fc), compared on the demo's 200 held-out images.

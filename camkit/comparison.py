@@ -23,7 +23,7 @@ from camkit.data.folders import match_masks, read_mask
 from camkit.data.images import preprocess, read_image
 from camkit.explain import Explainer
 
-__all__ = ["Comparer", "load_mask", "match_masks", "write_csv"]
+__all__ = ["Comparer", "format_table", "load_mask", "match_masks", "write_csv"]
 
 
 def load_mask(
@@ -66,6 +66,29 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
     atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def format_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> str:
+    """Rows of dicts as an aligned text table (numbers to ``digits`` decimals, None as n/a)."""
+    columns = columns or [k for k in (rows[0] if rows else {})]
+
+    def cell(value) -> str:
+        if value is None:
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:.{digits}f}"
+        return str(value)
+
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))
+    ]
+    for row in cells:
+        lines.append(
+            "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        )
+    return "\n".join(lines)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +28,14 @@ from camkit.explain import Explainer
 from camkit.models.resnet import load_classifier
 from camkit.train import TrainConfig, train_classifier
 
-__all__ = ["DemoConfig", "evaluate_localisation", "run_demo"]
+__all__ = [
+    "DemoConfig",
+    "DemoModels",
+    "demo_models",
+    "demo_variants",
+    "evaluate_localisation",
+    "run_demo",
+]
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +376,74 @@ Pointing game tolerance {summary["config"]["tolerance"]:.0f} px at the image's o
 <h2>Panels: image | Grad-CAM | ResUNet mask (magenta) | FCN class-probability maps | scale</h2>{images}
 </body></html>
 """
+
+
+@dataclass(frozen=True)
+class DemoModels:
+    """Where the demo's data and trained models live."""
+
+    root: Path
+    classifier: Path
+    segmenter: Path
+    train: Path
+    val: Path
+
+
+def demo_root() -> Path:
+    """``$CAMKIT_DEMO_DIR`` if set, else ``camkit-demo`` (the demo's default ``--out``)."""
+    return Path(os.environ.get("CAMKIT_DEMO_DIR") or DemoConfig.out)
+
+
+def demo_models(root: str | os.PathLike | None = None, quiet: bool = True) -> DemoModels:
+    """The demo's classifier and ResUNet: reused when ``camkit demo`` (or an earlier call) made
+    them with the demo's settings, trained with those settings otherwise (~3 min on 2 cores).
+    Notebooks start here."""
+    config = DemoConfig(out=str(root or demo_root()))
+    folder = Path(config.out)
+    train, val = _data(config, folder, quiet)
+    classifier = _classifier(config, folder, train, val, quiet)
+    segmenter = _segmenter(config, folder, train, val, "unet", None, quiet)
+    return DemoModels(folder, classifier, segmenter, train, val)
+
+
+def demo_variants(
+    channels: tuple[int, ...] = (2048, 512, 128),
+    root: str | os.PathLike | None = None,
+    epochs: int = 1,
+    quiet: bool = True,
+) -> list[Path]:
+    """Channel variants of the demo classifier (surgery, then ``layer4.2`` + ``fc`` fine-tuned
+    for ``epochs`` on the demo's training data), cached beside it like the demo's models."""
+    from camkit.variants import make_variant
+
+    models = demo_models(root, quiet)
+    paths = []
+    for count in channels:
+        checkpoint = models.root / "variants" / f"c{count}.ckpt"
+        wanted = {"channels": count, "epochs": epochs, "parent": _fingerprint(models.classifier)}
+        if not _reusable(checkpoint, wanted):
+            _say(f"making the C={count} variant ({epochs} epoch(s) of layer4.2 + fc)", quiet)
+            started = time.perf_counter()
+            scratch = checkpoint.with_name(checkpoint.name + ".partial")
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            make_variant(
+                models.classifier,
+                count,
+                models.train,
+                scratch,
+                epochs=epochs,
+                val_data=models.val,
+                config=TrainConfig(size=DemoConfig.size, workers=DemoConfig.workers),
+                progress=None if not quiet else False,
+            )
+            _stamp(scratch, checkpoint, wanted, time.perf_counter() - started)
+        paths.append(checkpoint)
+    return paths
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{int(stat.st_mtime)}"
 
 
 def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:

@@ -72,3 +72,14 @@ def checkpoint(tmp_path, model):
         class_names=names,
         input_size=64,
     )
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    """Where the demo's models are trained once per test session (shared by the demo test and
+    the notebooks); ``$CAMKIT_DEMO_DIR`` reuses an existing one."""
+    import os
+    from pathlib import Path
+
+    existing = os.environ.get("CAMKIT_DEMO_DIR")
+    return Path(existing) if existing else tmp_path_factory.mktemp("camkit-demo")

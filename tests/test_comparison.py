@@ -199,3 +199,19 @@ def test_comparison_panel_and_grid(rgb_image):
         heatmap_grid([rgb_image], [[heatmap]], ["one", "two"])
     with pytest.raises(ValueError, match="resample"):
         heatmap_grid([rgb_image], [[heatmap[:5]]], ["one"])
+
+
+def test_format_table_aligns_numbers_and_missing_values():
+    from camkit.comparison import format_table
+
+    text = format_table(
+        [{"method": "gradcam", "pg": 1.0, "e": None}, {"method": "x", "pg": 0.25, "e": 3}]
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["method", "pg", "e"]
+    assert lines[1].split() == ["gradcam", "1.000", "n/a"] and lines[2].split() == [
+        "x",
+        "0.250",
+        "3",
+    ]
+    assert len({len(line) for line in lines}) == 1  # aligned columns

@@ -10,8 +10,8 @@ from camkit.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_meets_its_targets_and_reuses_the_model(tmp_path, capsys):
-    config = DemoConfig(out=str(tmp_path / "demo"))
+def test_demo_meets_its_targets_and_reuses_the_model(demo_dir, capsys):
+    config = DemoConfig(out=str(demo_dir))
     summary = run_demo(config, quiet=True)
     assert summary["training"]["val_accuracy"] >= 0.95
     dense = summary["localisation"]["output stride 16"]
@@ -21,14 +21,14 @@ def test_demo_meets_its_targets_and_reuses_the_model(tmp_path, capsys):
     assert "output stride 32" in summary["localisation"]  # the native network is reported too
     segmenter = summary["segmentation"]["unet"]
     assert segmenter["images"] == 200 and segmenter["iou"] >= 0.85
-    report = tmp_path / "demo" / "report"
+    report = demo_dir / "report"
     assert (report / "index.html").exists() and (report / "pairs.png").exists()
     assert len(list((report / "panels").glob("*.png"))) == config.panels
     assert (
         json.loads((report / "metrics.json").read_text())["localisation"] == summary["localisation"]
     )
     started = time.perf_counter()
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0  # cached: no retraining
+    assert main(["demo", "--out", str(demo_dir)]) == 0  # cached: no retraining
     assert time.perf_counter() - started < 60
     out, err = capsys.readouterr()
     assert "reusing the trained classifier" in err and "reusing the trained segmenter" in err

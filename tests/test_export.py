@@ -359,3 +359,48 @@ def test_gallery_renders_in_headless_chromium(capsys, tmp_path, folder, checkpoi
         assert energy == sorted(energy, reverse=True)
     finally:
         driver.quit()
+
+
+def test_list_file_with_parent_paths_stays_inside_out(capsys, tmp_path, folder, checkpoint):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    first = sorted((folder / "images").rglob("*.png"))[0]
+    relative = os.path.relpath(first, lists)  # ../data/images/...
+    (lists / "inputs.txt").write_text(f"{relative}\n{first}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "export", lists / "inputs.txt", "--out", out, "--weights",
+                       checkpoint, "--workers", "0")  # fmt: skip
+    assert code == 0, err
+    records = outputs_of(out)
+    assert len(records) == 2
+    for record in records.values():
+        target = (out / record["outputs"]["overlay"]).resolve()
+        assert target.is_relative_to(out.resolve()) and target.exists()
+    assert (out / "overlays" / "__").is_dir()  # ".." became "__"
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_images_and_leaves_no_partial_file(tmp_path, checkpoint):
+    data = tmp_path / "many"
+    write_dataset(data, 60, size=96, seed=4)
+    out = tmp_path / "out"
+    command = [*CAMKIT, "export", str(data / "images"), "--out", str(out), "--weights",
+               str(checkpoint), "--batch-size", "2", "--workers", "2", "--size", "96"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if manifest.exists() and len(_lines(manifest)) >= 6:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "rerun the same command to resume" in err
+    records = _lines(manifest)
+    assert 6 <= len(records) < 60
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+    for record in records:
+        assert cv2.imread(str(out / record["outputs"]["overlay"])) is not None
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and len(_lines(manifest)) == 60, result.stderr
