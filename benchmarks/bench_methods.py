@@ -10,13 +10,16 @@ and 224 px, median over the repeats (round-robin, so drift hits both sides alike
 pytorch-grad-cam's Score-CAM and Ablation-CAM make one forward pass per channel per image
 (2,048 × batch), so on a CPU those two methods run once per side at ``--heavy-batch`` images of
 ``--heavy-size`` px. camkit's Score-CAM is compared at pytorch-grad-cam's own upsampling
-(align_corners=True), so outputs are equal. ``--weights CKPT`` loads a camkit checkpoint (a
+(align_corners=True), so outputs are equal. ``scorecam-top3`` explains three classes per image:
+one camkit call (the masked passes serve every class), three pytorch-grad-cam calls (it takes one
+target per image). ``--weights CKPT`` loads a camkit checkpoint (a
 trained model has dead channels, for which camkit's Score-CAM shares one pass); the default is random weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -28,7 +31,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_explain import timed, write_result
+from bench_explain import HeapSampler, peak_extra_bytes, timed, write_result
 
 from camkit.explain import Explainer
 
@@ -45,31 +48,47 @@ PEERS = {
 HEAVY = ("scorecam", "ablationcam")
 
 
-def peer_runner(model, method: str, images: torch.Tensor, class_ids: list[int]):
+def split(method: str) -> tuple[str, int]:
+    """``"scorecam-top3"`` → ``("scorecam", 3)``: three target classes per image."""
+    base, _, count = method.partition("-top")
+    return base, int(count or 1)
+
+
+def peer_runner(model, method: str, images: torch.Tensor, class_ids: list[list[int]]):
+    """pytorch-grad-cam takes one target per image: K targets are K calls."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    cls = getattr(pytorch_grad_cam, PEERS[method])
+    base, count = split(method)
+    cls = getattr(pytorch_grad_cam, PEERS[base])
 
     def run():
-        with cls(model=model, target_layers=[model.layer4[2]]) as cam:
-            if method in ("scorecam", "ablationcam"):
-                cam.batch_size = 32  # the masked / ablated passes per chunk, as camkit's
-            out = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in class_ids])
-        model.zero_grad(set_to_none=True)
-        return out
+        maps = []
+        for k in range(count):
+            with cls(model=model, target_layers=[model.layer4[2]]) as cam:
+                if base in ("scorecam", "ablationcam"):
+                    cam.batch_size = 32  # the masked / ablated passes per chunk, as camkit's
+                targets = [ClassifierOutputTarget(ids[k]) for ids in class_ids]
+                maps.append(cam(input_tensor=images, targets=targets))
+            model.zero_grad(set_to_none=True)
+        return np.stack(maps, axis=1)  # (N, K, H, W)
 
     return run
 
 
-def ours_runner(model, method: str, images: torch.Tensor, class_ids: list[int]):
-    explainer = Explainer(model, "layer4.2", method, batch_size=32)
-    explainer._score_align_corners = method == "scorecam"  # pytorch-grad-cam's upsampling
+def ours_runner(model, method: str, images: torch.Tensor, class_ids: list[list[int]]):
+    base, _ = split(method)
+    explainer = Explainer(model, "layer4.2", base, batch_size=32)
+    explainer._score_align_corners = base == "scorecam"  # pytorch-grad-cam's upsampling
 
     def run():
-        return explainer(images, class_ids).normalized()[:, 0].cpu().numpy()
+        return explainer(images, class_ids).normalized().cpu().numpy()  # (N, K, H, W)
 
     return run
+
+
+def _mb(value: int | None) -> int | None:
+    return None if value is None else round(value / 2**20)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy-batch", type=int, default=None, help="default: 2 CPU, 16 GPU")
     parser.add_argument("--heavy-size", type=int, default=None, help="default: 112 CPU, 224 GPU")
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 10 on GPU")
-    parser.add_argument("--methods", default=",".join(PEERS))
+    parser.add_argument(
+        "--methods",
+        default=",".join([*PEERS, "scorecam-top3"]),
+        help="comma-separated; NAME-topK explains K classes per image (K calls for the peer)",
+    )
     parser.add_argument("--weights", type=Path, default=None, help="a camkit checkpoint")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -103,28 +126,38 @@ def main(argv: list[str] | None = None) -> int:
         model = torchvision.models.resnet50(weights=None)
     model = model.eval().to(device)
     classes = model.fc.out_features
+    sampler = HeapSampler() if not gpu and platform.libc_ver()[0] == "glibc" else None
     rows = []
     for method in args.methods.split(","):
-        heavy = method in HEAVY  # one run each: theirs makes 2,048 forward passes per image
+        heavy = (
+            split(method)[0] in HEAVY
+        )  # one run each: theirs makes 2,048 forward passes per image
         batch, size = (heavy_batch, heavy_size) if heavy else (args.batch, args.size)
         generator = torch.Generator().manual_seed(1)
         images = torch.randn(batch, 3, size, size, generator=generator).to(device)
-        class_ids = [(7 * i) % classes for i in range(batch)]
+        count = split(method)[1]
+        class_ids = [[(7 * i + k) % classes for k in range(count)] for i in range(batch)]
         cases = {
             "camkit": ours_runner(model, method, images, class_ids),
             "pytorch-grad-cam": peer_runner(model, method, images, class_ids),
         }
-        outputs, times = {}, {name: [] for name in cases}
+        outputs, times, memory = {}, {name: [] for name in cases}, {}
         for name, fn in cases.items():  # warm-up; for the heavy methods, the measurement
-            start = time.perf_counter()
-            outputs[name] = fn()
-            if heavy:
-                if gpu:
-                    torch.cuda.synchronize()
+            if heavy:  # one run: its time, its output and its peak memory
+
+                def keep(fn=fn, name=name, outputs=outputs):
+                    outputs[name] = fn()
+
+                start = time.perf_counter()
+                memory[name] = peak_extra_bytes(keep, device, sampler)
                 times[name].append(time.perf_counter() - start)
+            else:
+                outputs[name] = fn()
         for _ in range(0 if heavy else repeats):
             for name, fn in cases.items():
                 times[name].append(timed(fn, device))
+        if not heavy:
+            memory = {name: peak_extra_bytes(fn, device, sampler) for name, fn in cases.items()}
         ours, theirs = (statistics.median(times[n]) / batch for n in cases)
         row = {
             "method": method,
@@ -137,12 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             "batch": batch,
             "size": size,
             "runs": len(times["camkit"]),
+            "camkit_peak_extra_mb": _mb(memory["camkit"]),
+            "pytorch_grad_cam_peak_extra_mb": _mb(memory["pytorch-grad-cam"]),
         }
         rows.append(row)
         print(
             f"{method:<12} batch {batch:>2} {size:>3} px   camkit {ours * 1000:9.1f} ms/img   "
             f"pytorch-grad-cam {theirs * 1000:9.1f} ms/img   {row['speedup']:7.1f}× faster   "
-            f"max |Δ| {row['max_abs_difference']:.1e}",
+            f"max |Δ| {row['max_abs_difference']:.1e}   peak extra memory "
+            f"{row['camkit_peak_extra_mb']} vs {row['pytorch_grad_cam_peak_extra_mb']} MB",
             flush=True,
         )
     fields = {"weights": str(args.weights or "random"), "repeats": repeats, "rows": rows}

@@ -143,7 +143,7 @@ class Comparer:
         progress: bool = False,
     ):
         """Yield ``(record, image, heatmap, mask)`` per image; errors become records with ``error``."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(image_paths), unit="img", disable=not progress, leave=False)
         for start in range(0, len(image_paths), batch_size):

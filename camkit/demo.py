@@ -390,8 +390,16 @@ class DemoModels:
 
 
 def demo_root() -> Path:
-    """``$CAMKIT_DEMO_DIR`` if set, else ``camkit-demo`` (the demo's default ``--out``)."""
-    return Path(os.environ.get("CAMKIT_DEMO_DIR") or DemoConfig.out)
+    """Where the demo's models are: ``$CAMKIT_DEMO_DIR`` if set; else the nearest
+    ``camkit-demo`` folder holding a trained classifier in the working directory or a parent
+    (a notebook runs in ``notebooks/``, the demo in the repository root); else ``./camkit-demo``."""
+    if os.environ.get("CAMKIT_DEMO_DIR"):
+        return Path(os.environ["CAMKIT_DEMO_DIR"])
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / DemoConfig.out / "classifier.ckpt").is_file():
+            return folder / DemoConfig.out
+    return here / DemoConfig.out
 
 
 def demo_models(root: str | os.PathLike | None = None, quiet: bool = True) -> DemoModels:

@@ -429,7 +429,7 @@ class Explainer:
 
     def _forward_methods(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
         """Eigen-CAM (one forward) and Score-CAM (masked forward passes in chunks)."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         with preserved_model_state(self.model):
             set_eval(self.model)

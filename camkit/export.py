@@ -412,7 +412,7 @@ def export(
     """Explain ``inputs`` into ``out`` (see the module docstring). Returns counts:
     ``{"done", "skipped", "failed", "total", "manifest"}``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from camkit.explain import Explainer
 

@@ -128,7 +128,7 @@ def train_segmenter(
     supervision on the auxiliary decoder heads. Validation foreground IoU and Dice (per image
     and data-set-wide) each epoch. ``resume=True`` continues an interrupted run.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     config = config or SegConfig()
     out = Path(out)

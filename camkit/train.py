@@ -135,7 +135,7 @@ def train_classifier(
     their BatchNorm statistics too); ``metadata`` is added to the checkpoint. Returns the final
     metrics.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     config = config or TrainConfig()
     out = Path(out)

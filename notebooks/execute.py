@@ -10,6 +10,7 @@ same execution into a copy and compares it with the committed files.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def execute(path: Path, timeout: int = 1200) -> nbformat.NotebookNode:
-    """Run a notebook in a fresh kernel, in the notebooks folder; raises on the first error."""
+    """Run a notebook in a fresh kernel, in the notebooks folder; raises on the first error.
+    The kernel finds the demo's models at ``$CAMKIT_DEMO_DIR``, by default the repository's
+    ``camkit-demo`` (trained there if absent)."""
+    os.environ.setdefault("CAMKIT_DEMO_DIR", str(HERE.parent / "camkit-demo"))
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -33,7 +37,7 @@ def execute(path: Path, timeout: int = 1200) -> nbformat.NotebookNode:
 
 
 def output_kinds(cell) -> list[str]:
-    """What a code cell showed, as kinds: ``stream``, ``image/png``, ``text/plain``, ``error``."""
+    """What a code cell showed, as kinds: ``stream``, ``image``, ``text/plain``, ``error``."""
     kinds = []
     for output in cell.get("outputs", []):
         if output["output_type"] == "stream":
@@ -42,7 +46,7 @@ def output_kinds(cell) -> list[str]:
             kinds.append("error")
         else:
             data = output.get("data", {})
-            kinds.append("image/png" if "image/png" in data else "text/plain")
+            kinds.append("image" if any(k.startswith("image/") for k in data) else "text/plain")
     return sorted(set(kinds))
 
 

@@ -33,3 +33,17 @@ def test_demo_meets_its_targets_and_reuses_the_model(demo_dir, capsys):
     out, err = capsys.readouterr()
     assert "reusing the trained classifier" in err and "reusing the trained segmenter" in err
     assert "pointing" in out and "ResUNet unet" in out and "report:" in out
+
+
+def test_demo_root_finds_the_demo_from_a_subfolder(tmp_path, monkeypatch):
+    from camkit.demo import demo_root
+
+    monkeypatch.delenv("CAMKIT_DEMO_DIR", raising=False)
+    (tmp_path / "camkit-demo").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert demo_root() == tmp_path / "notebooks" / "camkit-demo"  # nothing trained yet
+    (tmp_path / "camkit-demo" / "classifier.ckpt").write_bytes(b"")
+    assert demo_root() == tmp_path / "camkit-demo"
+    monkeypatch.setenv("CAMKIT_DEMO_DIR", str(tmp_path / "elsewhere"))
+    assert demo_root() == tmp_path / "elsewhere"

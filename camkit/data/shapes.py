@@ -157,7 +157,7 @@ def write_dataset(
     labels = []
     indices = range(n)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         indices = tqdm(indices, desc=f"shapes → {root}", unit="img", leave=False)
     for index in indices:
