@@ -13,7 +13,7 @@ pytorch-grad-cam's Score-CAM and Ablation-CAM make one forward pass per channel 
 (align_corners=True), so outputs are equal. ``scorecam-top3`` explains three classes per image:
 one camkit call (the masked passes serve every class), three pytorch-grad-cam calls (it takes one
 target per image). ``--weights CKPT`` loads a camkit checkpoint (a
-trained model has dead channels, for which camkit's Score-CAM shares one pass); the default is random weights.
+trained model has dead channels, for which camkit's Score-CAM shares one pass); the default is random weights; ``--images shapes`` uses held-out shapes images instead of noise.
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated; NAME-topK explains K classes per image (K calls for the peer)",
     )
     parser.add_argument("--weights", type=Path, default=None, help="a camkit checkpoint")
+    parser.add_argument(
+        "--images", choices=("noise", "shapes"), default="noise", help="what the images show"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
@@ -133,8 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             split(method)[0] in HEAVY
         )  # one run each: theirs makes 2,048 forward passes per image
         batch, size = (heavy_batch, heavy_size) if heavy else (args.batch, args.size)
-        generator = torch.Generator().manual_seed(1)
-        images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+        if args.images == "shapes":  # held-out shapes images, as the demo model saw in training
+            from camkit.data.images import preprocess
+            from camkit.data.shapes import generate
+
+            pictures = [generate(i, seed=2, size=size).image for i in range(batch)]
+            images = preprocess(pictures, size).to(device)
+        else:
+            generator = torch.Generator().manual_seed(1)
+            images = torch.randn(batch, 3, size, size, generator=generator).to(device)
         count = split(method)[1]
         class_ids = [[(7 * i + k) % classes for k in range(count)] for i in range(batch)]
         cases = {
@@ -181,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['camkit_peak_extra_mb']} vs {row['pytorch_grad_cam_peak_extra_mb']} MB",
             flush=True,
         )
-    fields = {"weights": str(args.weights or "random"), "repeats": repeats, "rows": rows}
+    fields = {
+        "weights": str(args.weights or "random"),
+        "images": args.images,
+        "repeats": repeats,
+        "rows": rows,
+    }
     write_result(
         args.out or Path(__file__).parent / "results" / f"methods-{device.type}.json",
         device,
