@@ -447,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "input", nargs="?", help="a folder (recursive), a glob ('a/**/*.jpg'), or a list file"
     )
-    export.add_argument("--out", type=Path, default=Path("camkit-export"))
+    export.add_argument(
+        "--out", type=Path, default=Path("camkit-export"), help="output folder (camkit-export)"
+    )
     export.add_argument(
         "--merge",
         type=Path,

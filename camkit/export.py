@@ -343,6 +343,8 @@ class _Images(torch.utils.data.Dataset):
             record.update(tensor=tensor, image=image, mask=mask, size=tuple(image.shape[:2]))
         except (OSError, ValueError) as error:  # unreadable, corrupt, empty, mismatched mask
             record["error"] = str(error)
+        except Exception as error:  # anything else about this one file: recorded, the run goes on
+            record["error"] = f"{type(error).__name__}: {error}"
         return record
 
 
@@ -597,9 +599,11 @@ class _Writer:
                 entry = self._entry(record, result)
             except ExportError as error:  # e.g. an output path that leads outside OUT
                 entry = self._failure(record, str(error))
-            except BaseException as error:  # reported by the main thread
+            except OSError as error:  # disk full, permissions: stop the run (main thread raises)
                 self.error = error
                 continue
+            except Exception as error:  # a problem with this image's maps or mask: recorded
+                entry = self._failure(record, f"{type(error).__name__}: {error}")
             self.manifest.write(json.dumps(entry, ensure_ascii=False) + "\n")
             self.manifest.flush()
             if entry["status"] == "ok":
