@@ -1217,7 +1217,7 @@ def _cmd_export(args) -> int:
             return 3 if merged["failed"] else 0
     else:
         print(f"when every shard is done: camkit export --merge {args.out}")
-    mine = [r for r in ex.read_manifest(args.out) if r.get("shard") == f"{shard[0]}of{shard[1]}"]
+    mine = [r for r in ex.current_records(args.out) if r.get("shard") == f"{shard[0]}of{shard[1]}"]
     return 3 if any(r["status"] != "ok" for r in mine) else 0
 
 

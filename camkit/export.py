@@ -276,9 +276,18 @@ def manifest_files(out: Path) -> list[Path]:
     return ([main] if main.exists() else []) + parts
 
 
-def read_manifest(out: str | os.PathLike) -> list[dict]:
+def settings_id(settings: dict) -> str:
+    """A short hash of the settings that decide what an output holds (``IDENTITY_KEYS``)."""
+    identity = json.dumps({k: settings.get(k) for k in IDENTITY_KEYS}, sort_keys=True)
+    return hashlib.sha1(identity.encode()).hexdigest()[:12]
+
+
+def read_manifest(out: str | os.PathLike, settings: str | None = None) -> list[dict]:
     """Every record of ``OUT``'s manifest and shard parts; a line cut short by a kill is skipped.
-    One record per input: an ``ok`` record wins over errors, a later one over an earlier."""
+    One record per input: an ``ok`` record wins over errors, a later one over an earlier.
+    ``settings``: only records made with these settings (see :func:`settings_id`); records of an
+    export that ``--overwrite`` replaced are ignored that way, never deleted under a running
+    shard."""
     records: dict[str, dict] = {}
     for path in manifest_files(Path(out)):
         with open(path, encoding="utf-8") as handle:
@@ -288,12 +297,18 @@ def read_manifest(out: str | os.PathLike) -> list[dict]:
                 except json.JSONDecodeError:
                     continue
                 key = record.get("key")
-                if key is None:
+                if key is None or (settings is not None and record.get("settings") != settings):
                     continue
                 previous = records.get(key)
                 if previous is None or previous["status"] != "ok" or record["status"] == "ok":
                     records[key] = record
     return [records[k] for k in sorted(records)]
+
+
+def current_records(out: str | os.PathLike) -> list[dict]:
+    """The records made with the settings in ``OUT/export.json`` (one per input)."""
+    settings = json.loads((Path(out) / "export.json").read_text(encoding="utf-8"))
+    return read_manifest(out, settings_id(settings))
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +397,7 @@ def _settings(config: ExportConfig, model_id: str, segmenter_id: str | None) -> 
     }
 
 
-def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
+def _check_settings(out: Path, settings: dict, overwrite: bool, tag: str) -> None:
     path = out / "export.json"
     if path.exists():
         try:
@@ -396,10 +411,8 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
                 f"{out} holds an export made with other settings ({details}); pass --overwrite "
                 "to redo every image with the new ones, or choose another --out"
             )
-        if changed and overwrite:
-            for manifest in manifest_files(out):
-                manifest.unlink()
-    _write(out, "export.json", json.dumps(settings, indent=1).encode(), "settings")
+    # every shard writes the same settings; its own temporary name keeps the writes apart
+    _write(out, "export.json", json.dumps(settings, indent=1).encode(), tag)
 
 
 def export(
@@ -440,14 +453,14 @@ def export(
     settings = _settings(config, model_id or f"{info.arch}:{info.weights}", segmenter_id)
     index, count = config.shard
     tag = f"{index}of{count}"
-    _check_settings(out, settings, config.overwrite)
+    _check_settings(out, settings, config.overwrite, tag)
     _remove_temporaries(out, tag)
 
     names = output_names([i.key for i in inputs])
     mine = shard_of(inputs, config.shard)
     finished = {
         r["key"]
-        for r in read_manifest(out)
+        for r in read_manifest(out, settings_id(settings))
         if r["status"] == "ok" or (r["status"] == "error" and not config.retry_errors)
     }
     todo = [i for i in mine if i.key not in finished]
@@ -556,7 +569,7 @@ class _Writer:
 
     def __init__(self, out, manifest_path, config, info, tag, settings, depth: int = 64):
         self.out, self.config, self.info, self.tag = out, config, info, tag
-        self.settings = settings
+        self.settings_id = settings_id(settings)
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.done = self.failed = 0
         self.error: BaseException | None = None
@@ -619,6 +632,7 @@ class _Writer:
             "error": message,
             "outputs": {},
             "shard": self.tag,
+            "settings": self.settings_id,
         }
 
     def _entry(self, record: dict, result) -> dict:
@@ -703,6 +717,7 @@ class _Writer:
             "targets": targets[:50],
             "path": heatmaps.path,
             "shard": self.tag,
+            "settings": self.settings_id,
         }
         if metrics is not None:
             entry["metrics"] = metrics
@@ -720,11 +735,11 @@ def merge(out: str | os.PathLike) -> dict:
     if not (out / "export.json").exists():
         raise ExportError(f"{out} holds no camkit export (no export.json); check --out")
     _remove_temporaries(out, None)
-    records = read_manifest(out)
+    settings = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    records = current_records(out)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     _write(out, "manifest.jsonl", lines.encode("utf-8"), "merge")
     _write(out, "summary.csv", _summary_csv(records).encode("utf-8"), "merge")
-    settings = json.loads((out / "export.json").read_text(encoding="utf-8"))
     _write(out, "index.html", gallery_html(records, settings).encode("utf-8"), "merge")
     failed = sum(r["status"] != "ok" for r in records)
     return {"images": len(records), "failed": failed, "ok": len(records) - failed}

@@ -405,3 +405,24 @@ def test_ctrl_c_keeps_finished_images_and_leaves_no_partial_file(tmp_path, check
         assert cv2.imread(str(out / record["outputs"]["overlay"])) is not None
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and len(_lines(manifest)) == 200, result.stderr
+
+
+def test_overwrite_ignores_old_records_without_deleting_them(capsys, tmp_path, folder, checkpoint):
+    out = tmp_path / "out"
+    common = ["export", folder / "images", "--out", out, "--weights", checkpoint, "--workers", "0",
+              "--shard", "0/2"]  # fmt: skip
+    assert run(capsys, *common)[0] in (0, 3)
+    part = out / "manifests" / "part-0-of-2.jsonl"
+    before = len(_lines(part))
+    _, stdout, _ = run(capsys, *common, "--method", "layercam", "--overwrite")
+    assert "0 already done" in stdout  # the gradcam records do not count as done
+    records = _lines(part)
+    assert len(records) == 2 * before and len({r["settings"] for r in records}) == 2
+    assert run(capsys, "export", "--merge", out)[0] in (0, 3)
+    merged = read_manifest(out)
+    assert len(merged) == before
+    for record in (r for r in merged if r["status"] == "ok"):
+        with np.load(out / record["outputs"]["raw"]) as raw:
+            assert str(raw["method"]) == "layercam"
+    settings = {r["settings"] for r in _lines(out / "manifest.jsonl")}
+    assert len(settings) == 1
