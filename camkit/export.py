@@ -367,6 +367,19 @@ def _collate(records: list[dict]) -> list[dict]:
     return records
 
 
+def _die_with_parent(_worker_id: int) -> None:
+    """DataLoader worker start: on Linux, ask to be killed when the export process dies, so a
+    ``kill -9`` of the export leaves no worker blocked on a full queue."""
+    import contextlib
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # PR_SET_PDEATHSIG = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))
+
+
 def _describe_model(weights: str, arch: str) -> str:
     path = Path(str(weights))
     if path.is_file():
@@ -488,6 +501,7 @@ def export(
         num_workers=workers,
         collate_fn=_collate,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_die_with_parent if workers else None,
         persistent_workers=False,
     )
     writer = _Writer(out, manifest_path, config, info, tag, settings)

@@ -188,6 +188,19 @@ def test_symlink_out_of_out_is_refused(capsys, tmp_path, folder, checkpoint):
     assert circles and all("outside" in r["error"] for r in circles)
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def _lines(path: Path) -> list[dict]:
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -212,8 +225,13 @@ def test_killed_run_resumes_with_every_image_once(tmp_path, checkpoint):
             break
         time.sleep(0.05)
     assert process.poll() is None, process.stderr.read().decode()
+    workers = _children(process.pid)  # the DataLoader worker
     process.send_signal(signal.SIGKILL)
     process.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)  # no orphans
     done = len(_lines(manifest))
     assert 8 <= done < 60
     with open(manifest, "a", encoding="utf-8") as handle:
