@@ -404,7 +404,15 @@ def test_ctrl_c_keeps_finished_images_and_leaves_no_partial_file(tmp_path, check
     out = tmp_path / "out"
     command = [*CAMKIT, "export", str(data / "images"), "--out", str(out), "--weights",
                str(checkpoint), "--batch-size", "2", "--workers", "2", "--size", "96"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that runs the suite in the background (`nohup … &`) hands SIGINT down ignored;
+    # Ctrl-C at a terminal is the default handler, so the export gets that
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     manifest = out / "manifest.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
