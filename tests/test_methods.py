@@ -46,13 +46,14 @@ def test_hirescam_is_gradcam_at_a_gap_head(model, images):
     assert not torch.allclose(c, d)
 
 
-def reference_cam(name, model, layer, images, class_ids, **kwargs):
+def reference_cam(name, model, layer, images, class_ids, eigen_smooth=False, **kwargs):
     module = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = getattr(module, name)
+    targets = [ClassifierOutputTarget(c) for c in class_ids]
     with cls(model=model, target_layers=[model.get_submodule(layer)], **kwargs) as cam:
-        out = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in class_ids])
+        out = cam(input_tensor=images, targets=targets, eigen_smooth=eigen_smooth)
     model.zero_grad(set_to_none=True)
     return out
 
@@ -234,19 +235,7 @@ def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
 
 
 def reference_eigen_smoothed(name, model, layer, images, class_ids, **kwargs):
-    module = pytest.importorskip("pytorch_grad_cam")
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    with getattr(module, name)(
-        model=model, target_layers=[model.get_submodule(layer)], **kwargs
-    ) as cam:
-        out = cam(
-            input_tensor=images,
-            targets=[ClassifierOutputTarget(c) for c in class_ids],
-            eigen_smooth=True,
-        )
-    model.zero_grad(set_to_none=True)
-    return out
+    return reference_cam(name, model, layer, images, class_ids, eigen_smooth=True, **kwargs)
 
 
 @pytest.mark.parametrize(
