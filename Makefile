@@ -64,6 +64,7 @@ compare-study: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py
 	$(PY) benchmarks/bench_methods.py
+	$(PY) benchmarks/bench_forward.py
 	$(PY) benchmarks/bench_export.py
 
 lint: $(STAMP)

@@ -87,6 +87,31 @@ def ours_runner(model, method: str, images: torch.Tensor, class_ids: list[list[i
     return run
 
 
+def load_model(weights: Path | None, device: torch.device) -> torch.nn.Module:
+    """A camkit checkpoint, or a ResNet-50 with seeded random weights."""
+    torch.manual_seed(0)
+    if weights is not None:
+        from camkit.models.resnet import load_classifier
+
+        model, _ = load_classifier(str(weights))
+    else:
+        model = torchvision.models.resnet50(weights=None)
+    return model.eval().to(device)
+
+
+def make_images(kind: str, batch: int, size: int, device: torch.device) -> torch.Tensor:
+    """``"noise"``: seeded Gaussian noise; ``"shapes"``: held-out shapes images, as the demo
+    model saw in training."""
+    if kind == "shapes":
+        from camkit.data.images import preprocess
+        from camkit.data.shapes import generate
+
+        pictures = [generate(i, seed=2, size=size).image for i in range(batch)]
+        return preprocess(pictures, size).to(device)
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 3, size, size, generator=generator).to(device)
+
+
 def _mb(value: int | None) -> int | None:
     return None if value is None else round(value / 2**20)
 
@@ -120,14 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (10 if gpu else 3)
     heavy_batch = args.heavy_batch or (16 if gpu else 2)
     heavy_size = args.heavy_size or (224 if gpu else 112)
-    torch.manual_seed(0)
-    if args.weights is not None:
-        from camkit.models.resnet import load_classifier
-
-        model, _ = load_classifier(str(args.weights))
-    else:
-        model = torchvision.models.resnet50(weights=None)
-    model = model.eval().to(device)
+    model = load_model(args.weights, device)
     classes = model.fc.out_features
     sampler = HeapSampler() if not gpu and platform.libc_ver()[0] == "glibc" else None
     rows = []
@@ -136,15 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             split(method)[0] in HEAVY
         )  # one run each: theirs makes 2,048 forward passes per image
         batch, size = (heavy_batch, heavy_size) if heavy else (args.batch, args.size)
-        if args.images == "shapes":  # held-out shapes images, as the demo model saw in training
-            from camkit.data.images import preprocess
-            from camkit.data.shapes import generate
-
-            pictures = [generate(i, seed=2, size=size).image for i in range(batch)]
-            images = preprocess(pictures, size).to(device)
-        else:
-            generator = torch.Generator().manual_seed(1)
-            images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+        images = make_images(args.images, batch, size, device)
         count = split(method)[1]
         class_ids = [[(7 * i + k) % classes for k in range(count)] for i in range(batch)]
         cases = {

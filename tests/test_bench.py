@@ -1,0 +1,39 @@
+"""The Score-CAM engine benchmark runs end to end on a small input and writes what the README
+quotes (the engines' timings themselves are never asserted)."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def test_bench_forward_writes_engines_and_ceiling(tmp_path, capsys):
+    import bench_forward
+
+    out = tmp_path / "forward.json"
+    argv = ["--size", "64", "--batch", "8", "--images", "1", "--repeats", "1", "--no-spread"]
+    assert bench_forward.main([*argv, "--engines", "camkit", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {row["engine"]: row for row in result["rows"]}
+    assert set(rows) == {"eager", "camkit"}
+    # camkit's engine is the same function as the model: logits equal to float rounding
+    assert rows["camkit"]["max_abs_logit_difference"] < 1e-3
+    assert rows["eager"]["vs_eager"] == 1.0
+    assert result["channels"] == 2048 and 1 <= result["distinct_masks"][0] <= 2048
+    assert "ceiling of one-class Score-CAM" in capsys.readouterr().out
+
+
+def test_weight_spread_on_a_few_channels():
+    import bench_forward
+    from bench_methods import load_model, make_images
+
+    model = load_model(None, torch.device("cpu"))
+    images = make_images("noise", 1, 64, torch.device("cpu"))
+    activations, masks = bench_forward.score_cam_masks(model, images)
+    spread = bench_forward.weight_spread(model, images[0], activations[0, :24], masks[0, :24], 8)
+    assert 1 <= spread["channels_for_90_percent"] <= spread["channels_for_99_percent"] <= 24
+    assert 0 <= spread["bfloat16_max_map_change"] <= 1
+    assert spread["bfloat16_max_score_error"] >= 0
