@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -88,9 +89,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling error"
         if "weights only" in str(error).lower() or "unsupported global" in str(error).lower():
+            found = re.search(r"GLOBAL ([\w.]+)", str(error))
+            what = f" such as {found.group(1)}" if found else ""
             raise ValueError(
-                f"refusing to load {path}: it contains arbitrary Python objects that "
-                f"weights_only loading does not allow ({first[:160]}). camkit only reads "
+                f"refusing to load {path}: it holds arbitrary Python objects{what}, which "
+                "could run code when loaded (torch.load weights_only=True). camkit only reads "
                 "tensors and plain data; re-save it with torch.save(model.state_dict(), PATH) "
                 "from code you trust"
             ) from None

@@ -20,6 +20,8 @@ __all__ = ["evaluate_methods"]
 
 
 def _dataset(data: Path, limit: int | None):
+    if not data.exists():
+        raise FileNotFoundError(f"data folder {data} does not exist; check the path")
     images_root = data / "images" if (data / "images").is_dir() else data
     paths = spread(find_images(images_root), limit)
     if not paths:

@@ -409,7 +409,8 @@ class Explainer:
             activations = probe.activations[self.layer]  # (N, C, h, w)
             if activations.ndim != 4:
                 raise ValueError(
-                    f"layer {self.layer!r} outputs {tuple(activations.shape)}, not (N, C, h, w)"
+                    f"layer {self.layer!r} outputs {tuple(activations.shape)}, not a spatial "
+                    "map (N, C, h, w); pick a convolutional layer (`camkit layers` lists them)"
                 )
             class_ids = resolve_targets(targets, logits.detach())
             count = class_ids.shape[1]

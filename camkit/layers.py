@@ -131,6 +131,7 @@ def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256
         activation = probe.activations[name]
     if activation.ndim != 4:
         raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activation.shape)}, not (N, C, h, w)"
+            f"layer {name!r} outputs shape {tuple(activation.shape)}, not a spatial map "
+            "(N, C, h, w); pick a convolutional layer, e.g. the default that `camkit layers` marks"
         )
     return max(1, round(probe_size / activation.shape[-1]))

@@ -127,6 +127,8 @@ def test_evaluate_cli(tmp_path, capsys):
         ]
     )
     assert code == 1 and "magic" in capsys.readouterr().err
+    code = main(["evaluate", "--data", str(tmp_path / "nope"), "--weights", str(checkpoint)])
+    assert code == 1 and "nope does not exist" in capsys.readouterr().err
 
 
 def test_explain_cli_accepts_every_method(tmp_path, capsys, rgb_image):

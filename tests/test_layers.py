@@ -52,3 +52,12 @@ def test_stride_and_default(model):
     assert layer_stride(model, "layer4.2") == 32
     assert layer_stride(model, "layer3.5") == 16
     assert default_layer(model) == "layer4.2"
+
+
+def test_a_layer_without_a_spatial_map_is_refused_with_a_fix(model):
+    from camkit.explain import Explainer
+
+    with pytest.raises(ValueError, match=r"'fc' outputs .*not a spatial map.*convolutional layer"):
+        layer_stride(model, "fc")
+    with pytest.raises(ValueError, match=r"'fc' outputs .*not a spatial map"):
+        Explainer(model, "fc", "gradcam", path="autograd")(torch.randn(1, 3, 64, 64))

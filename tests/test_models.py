@@ -27,6 +27,12 @@ def test_random_weights_are_labelled():
     assert info.random and info.class_names[0] == "class 0" and not model.training
 
 
+def test_unknown_model_names_are_refused_before_any_download():
+    for weights in ("imagenet", "none"):
+        with pytest.raises(ValueError, match=r"unknown model 'resnet999'.*resnet50"):
+            load_classifier(weights, arch="resnet999")
+
+
 def test_offline_imagenet_gives_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 

@@ -187,7 +187,14 @@ def _imagenet(arch: str) -> tuple[nn.Module, ModelInfo]:
     try:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
     except (ValueError, KeyError):
-        raise ValueError(f"no ImageNet weights known for model {arch!r}") from None
+        if arch not in torchvision.models.list_models(module=torchvision.models):
+            raise ValueError(
+                f"unknown model {arch!r}; use a torchvision classification model name such as "
+                "resnet50"
+            ) from None
+        raise ValueError(
+            f"no ImageNet weights known for model {arch!r}; pass --weights none or a checkpoint"
+        ) from None
     cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
     try:
         model = torchvision.models.get_model(arch, weights=weights)
