@@ -209,6 +209,18 @@ def _lines(path: Path) -> list[dict]:
     return out
 
 
+def _start_until(command: list[str], manifest: Path, lines: int, **popen) -> subprocess.Popen:
+    """Start an export and return it, still running, once its manifest has ``lines`` records."""
+    process = subprocess.Popen(command, **popen)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if manifest.exists() and len(_lines(manifest)) >= lines:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the export finished or failed before it could be stopped"
+    return process
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_with_every_image_once(tmp_path, checkpoint):
     data = tmp_path / "many"
@@ -217,14 +229,8 @@ def test_killed_run_resumes_with_every_image_once(tmp_path, checkpoint):
     command = [*CAMKIT, "export", str(data / "images"), "--out", str(out), "--weights",
                str(checkpoint), "--batch-size", "2", "--workers", "1", "--size", "96",
                "--formats", "overlay,raw,panel"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     manifest = out / "manifest.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if manifest.exists() and len(_lines(manifest)) >= 8:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, process.stderr.read().decode()
+    process = _start_until(command, manifest, 8, stdout=subprocess.DEVNULL)
     workers = _children(process.pid)  # the DataLoader worker
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -406,20 +412,16 @@ def test_ctrl_c_keeps_finished_images_and_leaves_no_partial_file(tmp_path, check
                str(checkpoint), "--batch-size", "2", "--workers", "2", "--size", "96"]  # fmt: skip
     # a shell that runs the suite in the background (`nohup … &`) hands SIGINT down ignored;
     # Ctrl-C at a terminal is the default handler, so the export gets that
-    process = subprocess.Popen(
+    manifest = out / "manifest.jsonl"
+    process = _start_until(
         command,
+        manifest,
+        6,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    manifest = out / "manifest.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if manifest.exists() and len(_lines(manifest)) >= 6:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the export finished before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
