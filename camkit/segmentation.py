@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from camkit.data.folders import SegmentationFolder, spread
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
+from camkit.train import restore, seeded_split, train_epoch
 
 __all__ = [
     "SegConfig",
@@ -128,8 +128,6 @@ def train_segmenter(
     supervision on the auxiliary decoder heads. Validation foreground IoU and Dice (per image
     and data-set-wide) each epoch. ``resume=True`` continues an interrupted run.
     """
-    from tqdm import tqdm
-
     config = config or SegConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -143,12 +141,9 @@ def train_segmenter(
         val_set = SegmentationFolder(val_data, config.size, classes=classes)
         train_view = _subset(train_set, config.limit)
     else:
-        order = torch.randperm(
-            len(train_set), generator=torch.Generator().manual_seed(config.seed)
-        ).tolist()
-        cut = max(1, round(len(order) * config.val_fraction))
-        val_set = Subset(SegmentationFolder(data, config.size, classes=classes), order[:cut])
-        train_view = _subset(Subset(train_set, order[cut:]), config.limit)
+        val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
+        val_set = Subset(SegmentationFolder(data, config.size, classes=classes), val_index)
+        train_view = _subset(Subset(train_set, train_index), config.limit)
     loader = DataLoader(
         train_view,
         batch_size=config.batch_size,
@@ -174,46 +169,32 @@ def train_segmenter(
     )
     start_epoch, history = 0, []
     if resume and out.exists():
-        checkpoint = load_checkpoint(out)
-        if int(checkpoint.get("config", {}).get("epochs", config.epochs)) != config.epochs:
-            raise ValueError(
-                f"{out} belongs to a run of {checkpoint['config']['epochs']} epochs; pass the same --epochs to resume"
-            )
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        start_epoch, history = int(checkpoint["epoch"]), list(checkpoint.get("history", []))
+        start_epoch, history = restore(
+            load_checkpoint(out), out, config.epochs, model, optimizer, schedule
+        )
     metrics: dict = history[-1] if history else {}
+
+    def loss_of(batch):
+        images, masks = batch[0].to(device), batch[1].to(device)
+        target = as_target(masks, config.classes)
+        outputs = model.forward_with_aux(images) if config.deep_supervision else model(images)
+        return loss_fn(outputs, target), images.shape[0]
+
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        started, seen, loss_ema = time.perf_counter(), 0, math.nan
-        bar = tqdm(
+        loss_ema, images_per_s = train_epoch(
             loader,
-            desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
+            loss_of,
+            optimizer,
+            schedule,
+            f"{config.arch} epoch {epoch + 1}/{config.epochs}",
+            progress,
         )
-        for images, masks, _ in bar:
-            images, masks = images.to(device), masks.to(device)
-            target = as_target(masks, config.classes)
-            outputs = model.forward_with_aux(images) if config.deep_supervision else model(images)
-            loss = loss_fn(outputs, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += images.shape[0]
-            value = float(loss.detach())
-            loss_ema = value if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * value
-            bar.set_postfix(
-                loss=f"{loss_ema:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}"
-            )
         validation = evaluate_segmenter(model, val_loader, device)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_ema,
-            "images_per_s": seen / (time.perf_counter() - started),
+            "images_per_s": images_per_s,
             **{f"val_{k}": v for k, v in validation.items()},
         }
         history.append(metrics)

@@ -21,7 +21,15 @@ from camkit.checkpoint import load_checkpoint, save_checkpoint
 from camkit.data.folders import ClassificationFolder
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
 
-__all__ = ["TrainConfig", "evaluate_classifier", "imagenet_weights_cached", "train_classifier"]
+__all__ = [
+    "TrainConfig",
+    "evaluate_classifier",
+    "imagenet_weights_cached",
+    "restore",
+    "seeded_split",
+    "train_classifier",
+    "train_epoch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +82,9 @@ def _loaders(data: Path, val_data: Path | None, config: TrainConfig, class_names
         val_set = ClassificationFolder(val_data, config.size, class_names=train_set.class_names)
         train_view: torch.utils.data.Dataset = train_set
     else:
-        generator = torch.Generator().manual_seed(config.seed)
-        order = torch.randperm(len(train_set), generator=generator).tolist()
-        cut = max(1, round(len(order) * config.val_fraction))
+        val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
         val_plain = ClassificationFolder(data, config.size, class_names=train_set.class_names)
-        val_set, train_view = Subset(val_plain, order[:cut]), Subset(train_set, order[cut:])
+        val_set, train_view = Subset(val_plain, val_index), Subset(train_set, train_index)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
         train_view,
@@ -110,6 +116,62 @@ def evaluate_classifier(model: nn.Module, loader: DataLoader, device: torch.devi
     return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "count": total}
 
 
+def seeded_split(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded random split of ``range(count)``: (validation indices, training indices), at
+    least one validation index."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = max(1, round(count * fraction))
+    return order[:cut], order[cut:]
+
+
+def restore(checkpoint: dict, out: Path, epochs: int, model, optimizer, schedule) -> tuple:
+    """Continue an interrupted run from its checkpoint: load model, optimizer and schedule;
+    returns (first epoch to run, history). Refuses a different epoch count (the one-cycle
+    schedule depends on it)."""
+    planned = int(checkpoint.get("config", {}).get("epochs", epochs))
+    if planned != epochs:
+        raise ValueError(
+            f"{out} belongs to a run of {planned} epochs (finished {checkpoint.get('epoch')}); "
+            f"--resume continues that schedule, so pass --epochs {planned}, or start a new "
+            "run to train for a different number of epochs"
+        )
+    model.load_state_dict(checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    schedule.load_state_dict(checkpoint["schedule"])
+    log.info("resuming from %s at epoch %d", out, int(checkpoint["epoch"]))
+    return int(checkpoint["epoch"]), list(checkpoint.get("history", []))
+
+
+def train_epoch(
+    loader: DataLoader,
+    loss_of: Callable[[tuple], tuple[torch.Tensor, int]],
+    optimizer,
+    schedule,
+    desc: str,
+    progress: bool,
+) -> tuple[float, float]:
+    """One pass over ``loader``: ``loss_of(batch)`` → (loss, images); a step of the optimizer
+    and the schedule per batch, a progress bar with the smoothed loss and images/s. Returns
+    (smoothed loss, images per second)."""
+    from tqdm import tqdm
+
+    started, seen, loss_ema = time.perf_counter(), 0, math.nan
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+    for batch in bar:
+        loss, count = loss_of(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        seen += count
+        value = float(loss.detach())
+        loss_ema = value if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * value
+        bar.set_postfix(
+            loss=f"{loss_ema:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}"
+        )
+    return loss_ema, seen / (time.perf_counter() - started)
+
+
 def train_classifier(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -135,8 +197,6 @@ def train_classifier(
     their BatchNorm statistics too); ``metadata`` is added to the checkpoint. Returns the final
     metrics.
     """
-    from tqdm import tqdm
-
     config = config or TrainConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -185,53 +245,33 @@ def train_classifier(
         optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.25
     )
     if checkpoint:
-        planned = int(checkpoint.get("config", {}).get("epochs", config.epochs))
-        if planned != config.epochs:
-            raise ValueError(
-                f"{out} belongs to a run of {planned} epochs (finished {checkpoint.get('epoch')}); "
-                f"--resume continues that schedule, so pass --epochs {planned}, or start a new "
-                "run to train for a different number of epochs"
-            )
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        start_epoch = int(checkpoint["epoch"])
-        history = list(checkpoint.get("history", []))
+        start_epoch, history = restore(checkpoint, out, config.epochs, model, optimizer, schedule)
         origin = checkpoint.get("origin", origin)
-        log.info("resuming from %s at epoch %d", out, start_epoch)
     metrics: dict = history[-1] if history else {}
+
+    def loss_of(batch):
+        images, labels = batch[0].to(device), batch[1].to(device)
+        return nn.functional.cross_entropy(model(images), labels), labels.numel()
+
     for epoch in range(start_epoch, config.epochs):
         model.train()
         for norm in frozen_norms:  # frozen layers keep their running statistics
             norm.eval()
-        started, seen, loss_ema = time.perf_counter(), 0, math.nan
-        bar = tqdm(
+        loss_ema, images_per_s = train_epoch(
             train_loader,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            unit="batch",
-            disable=not progress,
-            leave=False,
+            loss_of,
+            optimizer,
+            schedule,
+            f"epoch {epoch + 1}/{config.epochs}",
+            progress,
         )
-        for images, labels in bar:
-            images, labels = images.to(device), labels.to(device)
-            loss = nn.functional.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += labels.numel()
-            value = float(loss.detach())
-            loss_ema = value if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * value
-            bar.set_postfix(
-                loss=f"{loss_ema:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}"
-            )
         validation = evaluate_classifier(model, val_loader, device)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_ema,
             "val_accuracy": validation["accuracy"],
             "val_loss": validation["loss"],
-            "images_per_s": seen / (time.perf_counter() - started),
+            "images_per_s": images_per_s,
         }
         history.append(metrics)
         log.info("epoch %d: %s", epoch + 1, metrics)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -60,6 +62,10 @@ def test_resume_after_a_crash(seg_data, tmp_path):
             train, tmp_path / "s.ckpt", config, val_data=val, progress=False, on_epoch=crash
         )
     assert load_checkpoint(tmp_path / "s.ckpt")["epoch"] == 1
+    with pytest.raises(ValueError, match="pass --epochs 2"):  # the schedule depends on it
+        train_segmenter(
+            train, tmp_path / "s.ckpt", replace(config, epochs=3), val_data=val, resume=True
+        )
     metrics = train_segmenter(
         train, tmp_path / "s.ckpt", config, val_data=val, resume=True, progress=False
     )
