@@ -564,17 +564,12 @@ def _targets(targets, count: int, info):
 
 
 def _mask_files(root: Path, items: Sequence[ExportInput]) -> dict[str, Path]:
-    from camkit.data.folders import find_images
+    from camkit.data.folders import masks_by_key
 
     root = Path(root)
     if not root.is_dir():
         raise ExportError(f"--masks {root} is not a folder")
-    masks = {p.relative_to(root).with_suffix("").as_posix(): p for p in find_images(root)}
-    return {
-        i.key: masks[PurePosixPath(i.key).with_suffix("").as_posix()]
-        for i in items
-        if PurePosixPath(i.key).with_suffix("").as_posix() in masks
-    }
+    return masks_by_key([item.key for item in items], root)
 
 
 class _Writer:

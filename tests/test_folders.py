@@ -2,7 +2,13 @@ import cv2
 import numpy as np
 import pytest
 
-from camkit.data.folders import ClassificationFolder, SegmentationFolder, read_mask
+from camkit.data.folders import (
+    ClassificationFolder,
+    SegmentationFolder,
+    masks_by_key,
+    match_masks,
+    read_mask,
+)
 from camkit.data.shapes import write_dataset
 
 
@@ -57,3 +63,22 @@ def test_segmentation_folder_and_errors(tmp_path):
         read_mask(root / "masks" / "square" / "shape_00001.png", classes=4)
     with pytest.raises(FileNotFoundError):
         read_mask(root / "nope.png")
+
+
+def test_masks_match_by_relative_path_and_stem_with_any_suffix(tmp_path):
+    masks = tmp_path / "masks"
+    (masks / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.bmp", "v1.2.png", "orphan.png"):
+        cv2.imwrite(str(masks / name), np.zeros((4, 4), np.uint8))
+    keys = ["a.jpg", "sub/b.jpg", "v1.2.jpg", "missing.jpg", "b.jpg"]
+    found = masks_by_key(keys, masks)
+    assert found == {
+        "a.jpg": masks / "a.png",
+        "sub/b.jpg": masks / "sub" / "b.bmp",
+        "v1.2.jpg": masks / "v1.2.png",
+    }
+    images = [tmp_path / "images" / key for key in keys]
+    assert match_masks(images, tmp_path / "images", masks) == {
+        tmp_path / "images" / key: mask for key, mask in found.items()
+    }
+    assert masks_by_key(keys, tmp_path / "nowhere") == {}

@@ -8,8 +8,8 @@ suffix). Problems are reported up front with the files named.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -44,20 +44,24 @@ def spread(items: Sequence, limit: int | None) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
 
 
-def match_masks(images: Sequence[Path], images_root: Path, masks_root: Path) -> dict[Path, Path]:
-    """Mask file for each image: same relative path and stem under ``masks_root``, any image
-    suffix. One scan of ``masks_root``; images without a mask are left out."""
+def masks_by_key(keys: Iterable[str], masks_root: Path) -> dict[str, Path]:
+    """Mask file for each key (an image's path relative to its root, ``/``-separated): the same
+    relative path and stem under ``masks_root``, any image suffix. One scan of ``masks_root``;
+    keys without a mask are left out."""
     if not masks_root.is_dir():
         return {}
     masks = {
         p.relative_to(masks_root).with_suffix("").as_posix(): p for p in find_images(masks_root)
     }
-    found = {}
-    for image in images:
-        key = image.relative_to(images_root).with_suffix("").as_posix()
-        if key in masks:
-            found[image] = masks[key]
-    return found
+    stems = {key: PurePosixPath(key).with_suffix("").as_posix() for key in keys}
+    return {key: masks[stem] for key, stem in stems.items() if stem in masks}
+
+
+def match_masks(images: Sequence[Path], images_root: Path, masks_root: Path) -> dict[Path, Path]:
+    """Mask file for each image under ``images_root`` (see ``masks_by_key``); images without
+    a mask are left out."""
+    keys = {image.relative_to(images_root).as_posix(): image for image in images}
+    return {keys[key]: mask for key, mask in masks_by_key(keys, masks_root).items()}
 
 
 def read_mask(path: str | os.PathLike, classes: int | None = None) -> np.ndarray:
