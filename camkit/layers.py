@@ -124,14 +124,23 @@ def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256
 
     name, _ = resolve_layer(model, layer)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with preserved_model_state(model), LayerProbe(model, [name]) as probe:
-        model.eval()
-        with torch.inference_mode():
-            model(torch.zeros(1, 3, probe_size, probe_size, device=device))
-        activation = probe.activations[name]
-    if activation.ndim != 4:
+
+    def output_shape(size: int) -> tuple[int, ...]:
+        with preserved_model_state(model), LayerProbe(model, [name]) as probe:
+            model.eval()
+            with torch.inference_mode():
+                model(torch.zeros(1, 3, size, size, device=device))
+            return tuple(probe.activations[name].shape)
+
+    shape = output_shape(probe_size)
+    fix = "pick a convolutional layer, e.g. the default that `camkit layers` marks"
+    if len(shape) != 4:
         raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activation.shape)}, not a spatial map "
-            "(N, C, h, w); pick a convolutional layer, e.g. the default that `camkit layers` marks"
+            f"layer {name!r} outputs shape {shape}, not a spatial map (N, C, h, w); {fix}"
         )
-    return max(1, round(probe_size / activation.shape[-1]))
+    if shape[-2:] == (1, 1) and output_shape(2 * probe_size)[-2:] == (1, 1):
+        raise ValueError(
+            f"layer {name!r} outputs a 1×1 map at every input size (it pools away space), so its "
+            f"heatmap would be one value; {fix}"
+        )
+    return max(1, round(probe_size / shape[-1]))

@@ -61,3 +61,5 @@ def test_a_layer_without_a_spatial_map_is_refused_with_a_fix(model):
         layer_stride(model, "fc")
     with pytest.raises(ValueError, match=r"'fc' outputs .*not a spatial map"):
         Explainer(model, "fc", "gradcam", path="autograd")(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"'avgpool' outputs a 1×1 map at every input size"):
+        layer_stride(model, "avgpool")
