@@ -127,6 +127,20 @@ def cases(model: torch.nn.Module, images: torch.Tensor) -> dict[str, Callable[[]
     out["camkit gradcam layer4.2 (+upsample, normalise)"] = lambda: layer4(images).normalized()
     out["camkit gradcam layer3.5 (+upsample, normalise)"] = lambda: layer3(images).normalized()
     out["camkit all 1000 class maps layer4.2 (raw)"] = lambda: layer4(images, "all").maps
+    # the speed options (DESIGN: "channels-last and autocast are options, measured")
+    last = Explainer(model, "layer4.2", channels_last=True)
+    half = "fp16" if images.device.type == "cuda" else "bf16"
+    reduced = Explainer(model, "layer4.2", autocast=half)
+    both = Explainer(model, "layer4.2", channels_last=True, autocast=half)
+    out["camkit gradcam layer4.2 channels-last (+upsample, normalise)"] = lambda: last(
+        images
+    ).normalized()
+    out[f"camkit gradcam layer4.2 autocast {half} (+upsample, normalise)"] = lambda: reduced(
+        images
+    ).normalized()
+    out[f"camkit gradcam layer4.2 channels-last + {half} (+upsample, normalise)"] = lambda: both(
+        images
+    ).normalized()
     try:
         from pytorch_grad_cam import GradCAM
 
@@ -201,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in batch_cases.items():
                 times[name].append(timed(fn, device))
         forward_time = statistics.median(times["plain forward (inference_mode)"])
+        reference = batch_cases["camkit gradcam layer4.2 (+upsample, normalise)"]()
+        differences = {  # how far the speed options move the normalised maps
+            name: float((fn() - reference).abs().max())
+            for name, fn in batch_cases.items()
+            if "channels-last" in name or "autocast" in name
+        }
         for name, fn in batch_cases.items():
             seconds = statistics.median(times[name])
             memory = peak_extra_bytes(fn, device, sampler)
@@ -210,12 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                 "median_s": seconds,
                 "ratio_to_forward": seconds / forward_time,
                 "peak_extra_mb": None if memory is None else memory / 2**20,
+                "max_abs_difference": differences.get(name),
             }
             rows.append(row)
             memory_text = "-" if memory is None else f"{memory / 2**20:8.0f}"
+            difference = f"  max |Δ| {differences[name]:.1e}" if name in differences else ""
             print(
-                f"batch {batch:>2}  {name:<48} {seconds * 1000:9.1f} ms  "
-                f"{row['ratio_to_forward']:5.2f}×  {memory_text} MB",
+                f"batch {batch:>2}  {name:<66} {seconds * 1000:9.1f} ms  "
+                f"{row['ratio_to_forward']:5.2f}×  {memory_text} MB{difference}",
                 flush=True,
             )
     names = {r["case"] for r in rows}

@@ -91,6 +91,21 @@ def _add_model_arguments(parser: argparse.ArgumentParser, default_weights: str) 
     )
 
 
+def _add_speed_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="feed the model channels-last inputs: the same maps to float rounding, often faster",
+    )
+    command.add_argument(
+        "--autocast",
+        choices=("bf16", "fp16"),
+        default=None,
+        help="run the forward passes under torch.autocast: faster where the hardware has it, "
+        "but the maps only approximate float32's (recorded in the output)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from camkit import __version__
     from camkit.explain import METHODS, PATHS
@@ -152,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="project the weighted activations on their first principal component (less noise)",
     )
+    _add_speed_options(explain)
     explain.add_argument(
         "--chunk-size",
         type=_positive,
@@ -478,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--resize-mask", action="store_true")
     export.add_argument("--output-stride", type=int, choices=(32, 16), default=32)
     export.add_argument("--eigen-smooth", action="store_true")
+    _add_speed_options(export)
     export.add_argument("--alpha", type=_alpha, default=0.5)
     export.add_argument("--colormap", choices=COLORMAPS, default="jet")
     export.add_argument(
@@ -600,6 +617,8 @@ def _cmd_explain(args) -> int:
         "batch_size": args.chunk_size,
         "score_channels": args.score_channels,
         "eigen_smooth": args.eigen_smooth,
+        "channels_last": args.channels_last,
+        "autocast": args.autocast,
     }
     if "," in layer:  # several layers: maps normalised, resampled to the input, fused
         from camkit.explain import MultiLayerExplainer
@@ -713,6 +732,7 @@ def _cmd_explain(args) -> int:
                     "method": args.method,
                     "path": heatmaps.path,
                     "smoothing": heatmaps.extra.get("smoothing"),
+                    "autocast": heatmaps.extra.get("autocast"),
                     "weights": info.weights,
                     "predictions": predictions,
                     "targets": [
@@ -1183,6 +1203,8 @@ def _cmd_export(args) -> int:
         formats=formats,
         output_stride=args.output_stride,
         eigen_smooth=args.eigen_smooth,
+        channels_last=args.channels_last,
+        autocast=args.autocast,
         alpha=args.alpha,
         colormap=args.colormap,
         max_side=args.max_side,

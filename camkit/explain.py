@@ -167,6 +167,28 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     return ids.to(device)
 
 
+AUTOCAST = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+}
+# head check tolerance: float32 rounding, or the precision the forward ran in
+HEAD_RTOL = {None: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+def autocast_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    """``None``/``"none"``/``"fp32"`` → ``None``; ``"bf16"``, ``"fp16"`` or a dtype → that dtype."""
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "fp32", "float32")):
+        return None
+    if isinstance(value, torch.dtype) and value in (torch.bfloat16, torch.float16):
+        return value
+    if isinstance(value, str) and value.lower() in AUTOCAST:
+        return AUTOCAST[value.lower()]
+    raise ValueError(f"unknown autocast {value!r}; use 'bf16' or 'fp16' (or None for float32)")
+
+
 class Explainer:
     """Grad-CAM-family heatmaps and FCN class maps for one layer of a classifier.
 
@@ -188,6 +210,12 @@ class Explainer:
         eigen_smooth: replace ``relu(Σ_k w_k A_k)`` by the ``relu``-ed projection of the
             weighted activations on their first principal component (pytorch-grad-cam's
             ``eigen_smooth``); any method but ``cam``/``fcn``; Eigen-CAM already is one.
+        channels_last: feed the model channels-last inputs (the same function to float
+            rounding; often faster on CPUs and tensor-core GPUs). The model is not converted.
+        autocast: ``"bf16"`` / ``"fp16"`` (or a torch dtype) runs the model's forward passes
+            under ``torch.autocast``: faster where the hardware has it, but the maps are then
+            only approximately those of float32 (recorded in ``Heatmaps.extra["autocast"]``).
+            Maps, weights and metrics are still computed in float32.
 
     The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
     ``.grad``, hooks), also when an exception is raised.
@@ -209,7 +237,11 @@ class Explainer:
         batch_size: int = 32,
         score_channels: int | None = None,
         eigen_smooth: bool = False,
+        channels_last: bool = False,
+        autocast: str | torch.dtype | None = None,
     ) -> None:
+        self.channels_last = bool(channels_last)
+        self.autocast = autocast_dtype(autocast)
         if output_stride not in (16, 32):
             raise ValueError(f"output_stride must be 16 or 32, got {output_stride!r}")
         if method not in METHODS:
@@ -245,6 +277,15 @@ class Explainer:
         self._score_align_corners = False
         self._closed_form_failed = False
         self._stride: int | None = None
+
+    def _run(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """One forward pass with the call's memory format and autocast settings."""
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if self.autocast is None:
+            return network(inputs)
+        with torch.autocast(inputs.device.type, dtype=self.autocast):
+            return network(inputs)
 
     def _network(self) -> contextlib.AbstractContextManager:
         """The network the call runs: as it is, or with ``layer4`` dilated (restored after)."""
@@ -316,8 +357,11 @@ class Explainer:
         class_ids = class_ids.clone()
         scores = logits.gather(1, class_ids)
         probabilities = logits.softmax(dim=1).gather(1, class_ids)
+        extra = {"smoothing": "eigen"} if self.eigen_smooth else {}
+        if self.autocast is not None:
+            extra["autocast"] = str(self.autocast).removeprefix("torch.")
         return Heatmaps(
-            extra={"smoothing": "eigen"} if self.eigen_smooth else {},
+            extra=extra,
             maps=maps.detach().float().clone(),
             class_ids=class_ids,
             scores=scores,
@@ -336,9 +380,10 @@ class Explainer:
         ):
             set_eval(self.model)
             with torch.inference_mode():
-                logits = self.model(images)
+                logits = self._run(self.model, images)
                 activations = probe.activations[self.layer]  # (N, C, h, w)
-                if not head_matches(activations, self.head, logits):
+                rtol = HEAD_RTOL[self.autocast]
+                if not head_matches(activations, self.head, logits, rtol=rtol):
                     if self.method in ("cam", "fcn") or strict:
                         raise ValueError(
                             f"layer {self.layer!r} (output {tuple(activations.shape)}) does not "
@@ -405,7 +450,7 @@ class Explainer:
             else:
                 inputs = images.clone().requires_grad_(True)
             with torch.enable_grad():
-                logits = self.model(inputs)
+                logits = self._run(self.model, inputs)
             activations = probe.activations[self.layer]  # (N, C, h, w)
             if activations.ndim != 4:
                 raise ValueError(
@@ -435,7 +480,7 @@ class Explainer:
         with preserved_model_state(self.model):
             set_eval(self.model)
             with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
-                logits = self.model(images)
+                logits = self._run(self.model, images)
                 activations = probe.activations[self.layer].float()  # (N, C, h, w)
             class_ids = resolve_targets(targets, logits)
             if self.method == "eigencam":
@@ -476,9 +521,8 @@ class Explainer:
                     for start in range(0, len(masks), self.batch_size):
                         chunk = masks[start : start + self.batch_size]
                         masked = image.unsqueeze(0) * chunk.unsqueeze(1)
-                        scores.append(
-                            network(masked.contiguous(memory_format=torch.channels_last)).float()
-                        )
+                        masked = masked.contiguous(memory_format=torch.channels_last)
+                        scores.append(self._run(network, masked).float())
                         bar.update(int(counts[start : start + len(chunk)].sum()))
                     picked = class_ids[index].unsqueeze(0).expand(len(selected), -1)
                     scores = torch.cat(scores)[inverse].gather(1, picked)  # (C', K)
@@ -497,7 +541,7 @@ class Explainer:
         with preserved_model_state(self.model):
             set_eval(self.model)
             with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
-                logits = self.model(images)
+                logits = self._run(self.model, images)
                 activations = probe.activations[self.layer].float()
             class_ids = resolve_targets(targets, logits)
             channels = activations.shape[1]
@@ -520,7 +564,9 @@ class Explainer:
                                 start, min(start + self.batch_size, channels)
                             )
                             batch = image.unsqueeze(0).expand(len(state["channels"]), -1, -1, -1)
-                            ablated.append(self.model(batch).float()[:, class_ids[index]])
+                            ablated.append(
+                                self._run(self.model, batch).float()[:, class_ids[index]]
+                            )
                         drops = (original - torch.cat(ablated)) / original  # (C, K)
                         maps.append(self._weighted_maps(drops.T[None], activations[index][None])[0])
             finally:

@@ -52,7 +52,16 @@ __all__ = [
 FORMATS = ("overlay", "raw", "mask", "panel")
 TEMP_SUFFIX = ".camkit-tmp"
 # settings that change what an output file holds: a rerun with other values is refused
-IDENTITY_KEYS = ("model", "layer", "method", "targets", "size", "output_stride", "eigen_smooth")
+IDENTITY_KEYS = (
+    "model",
+    "layer",
+    "method",
+    "targets",
+    "size",
+    "output_stride",
+    "eigen_smooth",
+    "autocast",
+)
 
 
 class ExportError(ValueError):
@@ -80,6 +89,8 @@ class ExportConfig:
     formats: tuple[str, ...] = ("overlay", "raw")
     output_stride: int = 32
     eigen_smooth: bool = False
+    channels_last: bool = False
+    autocast: str | None = None  # "bf16" / "fp16": approximate maps, part of the settings
     alpha: float = 0.5
     colormap: str = "jet"
     max_side: int = 1024  # overlays and panels are drawn at the image's size, capped at this
@@ -278,7 +289,10 @@ def manifest_files(out: Path) -> list[Path]:
 
 def settings_id(settings: dict) -> str:
     """A short hash of the settings that decide what an output holds (``IDENTITY_KEYS``)."""
-    identity = json.dumps({k: settings.get(k) for k in IDENTITY_KEYS}, sort_keys=True)
+    identity = {k: settings.get(k) for k in IDENTITY_KEYS}
+    if identity["autocast"] is None:  # float32: the same id as exports made before the option
+        del identity["autocast"]
+    identity = json.dumps(identity, sort_keys=True)
     return hashlib.sha1(identity.encode()).hexdigest()[:12]
 
 
@@ -403,6 +417,7 @@ def _settings(config: ExportConfig, model_id: str, segmenter_id: str | None) -> 
         "size": list(config.size) if isinstance(config.size, tuple) else config.size,
         "output_stride": config.output_stride,
         "eigen_smooth": config.eigen_smooth,
+        "autocast": config.autocast,
         "formats": list(config.formats),
         "masks": str(config.masks) if config.masks else None,
         "segmenter": segmenter_id,
@@ -459,6 +474,8 @@ def export(
         config.method,
         output_stride=config.output_stride,
         eigen_smooth=config.eigen_smooth,
+        channels_last=config.channels_last,
+        autocast=config.autocast,
     )
     segmenter_id = None
     if segmenter is not None:

@@ -47,8 +47,9 @@ def head_matches(
         return False
     if logits.ndim != 2 or logits.shape[1] != head.out_features:
         return False
-    pooled = activations.mean(dim=(2, 3)).to(head.weight.dtype)  # (N, C)
+    pooled = activations.to(head.weight.dtype).mean(dim=(2, 3))  # (N, C)
     predicted = head(pooled)
+    logits = logits.to(predicted.dtype)
     # one device-side comparison and a single host sync (no float() round trips)
     tolerance = rtol * (1.0 + logits.abs().amax()) + rtol * logits.abs()
     return bool(((predicted - logits).abs() <= tolerance).all())

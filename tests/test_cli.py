@@ -66,6 +66,15 @@ def test_explain_writes_panel_raw_and_json(capsys, tmp_path, image_path, checkpo
     batch = preprocess(read_image(image_path), 64)
     expected = Explainer(model, "layer4.2")(batch, "top-2")
     np.testing.assert_allclose(raw["maps"], expected.maps[0].numpy(), rtol=1e-5, atol=1e-7)
+    assert record["autocast"] is None
+    # the speed options: channels-last keeps the maps, autocast is recorded
+    common = ["explain", image_path, "--weights", checkpoint, "--topk", 2, "--json"]
+    code, out, err = run(capsys, *common, "--out", tmp_path / "cl", "--channels-last", "--save-raw")
+    assert code == 0, err
+    fast = np.load(json.loads(out)[0]["raw"])["maps"]
+    np.testing.assert_allclose(fast, expected.maps[0].numpy(), rtol=1e-4, atol=1e-6)
+    code, out, err = run(capsys, *common, "--out", tmp_path / "bf", "--autocast", "bf16")
+    assert code == 0 and json.loads(out)[0]["autocast"] == "bfloat16", err
 
 
 def test_explain_text_output_and_random_weights_note(capsys, tmp_path, image_path):

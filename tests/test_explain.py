@@ -79,15 +79,16 @@ def test_all_negative_class_gives_zero_map_not_nan(model, images):
         assert not torch.isnan(normalized).any() and normalized.abs().max() == 0
 
 
+@pytest.mark.parametrize("speed", [{}, {"channels_last": True, "autocast": "bf16"}])
 @pytest.mark.parametrize("path", ["closed-form", "activation-grad", "autograd"])
-def test_model_left_exactly_as_found(model, images, path):
+def test_model_left_exactly_as_found(model, images, path, speed):
     model.train()
     model.layer2.eval()
     model.layer1.requires_grad_(False)
     marker = torch.full_like(model.fc.weight, 0.5)
     model.fc.weight.grad = marker
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    Explainer(model, "layer4.2", path=path)(images, "top-2")
+    Explainer(model, "layer4.2", path=path, **speed)(images, "top-2")
     assert model.training and not model.layer2.training and model.layer3.training
     assert not any(p.requires_grad for p in model.layer1.parameters())
     assert all(p.requires_grad for p in model.layer4.parameters())
@@ -184,3 +185,37 @@ def test_output_stride_16_doubles_maps_and_keeps_identities(model, images):
     ]
     with pytest.raises(ValueError, match="output_stride"):
         Explainer(model, "layer4.2", output_stride=8)
+
+
+@pytest.mark.parametrize(
+    "layer, method, options, tol",
+    [
+        ("layer4.2", "gradcam", {}, 1e-4),
+        ("layer4.2", "fcn", {}, 1e-4),
+        ("layer4.2", "gradcampp", {"path": "autograd"}, 1e-3),
+        ("layer3.5", "layercam", {}, 5e-3),
+        ("layer4.2", "eigencam", {}, 1e-4),
+        ("layer4.2", "scorecam", {"score_channels": 6}, 1e-4),
+        ("layer4.2", "ablationcam", {}, 1e-4),
+    ],
+)
+def test_channels_last_inputs_give_the_same_maps(model, images, layer, method, options, tol):
+    plain = Explainer(model, layer, method, **options)(images[:2], "top-2")
+    fast = Explainer(model, layer, method, channels_last=True, **options)(images[:2], "top-2")
+    assert fast.path == plain.path and torch.equal(fast.class_ids, plain.class_ids)
+    assert (fast.normalized() - plain.normalized()).abs().max() <= tol
+    assert "autocast" not in fast.extra
+
+
+@pytest.mark.parametrize("layer", ["layer4.2", "layer3.5"])
+def test_autocast_approximates_float32_and_says_so(model, images, layer):
+    plain = Explainer(model, layer, "gradcam")(images, "top-2")
+    half = Explainer(model, layer, "gradcam", autocast="bf16")(images, "top-2")
+    # the closed form's numeric head check allows for the forward's precision
+    assert half.path == plain.path == ("closed-form" if layer == "layer4.2" else "activation-grad")
+    assert half.extra["autocast"] == "bfloat16" and half.maps.dtype == torch.float32
+    assert torch.equal(half.class_ids, plain.class_ids)
+    difference = (half.normalized() - plain.normalized()).abs()
+    assert 0 < difference.max() <= 0.15 and difference.mean() <= 0.02  # close, not equal
+    with pytest.raises(ValueError, match=r"unknown autocast 'int8'.*'bf16' or 'fp16'"):
+        Explainer(model, layer, autocast="int8")

@@ -104,6 +104,11 @@ def test_rerun_resumes_and_refuses_changed_settings(capsys, tmp_path, folder, ch
     assert json.loads((out / "export.json").read_text())["method"] == "layercam"
     code, stdout, _ = run(capsys, *common, "--method", "layercam", "--retry-errors")
     assert "0 exported, 15 already done, 3 failed" in stdout
+    # channels-last inputs give the same maps: not a change of settings; autocast is one
+    code, stdout, _ = run(capsys, *common, "--method", "layercam", "--channels-last")
+    assert code == 3 and "0 exported, 18 already done" in stdout
+    code, _, err = run(capsys, *common, "--method", "layercam", "--autocast", "bf16")
+    assert code == 1 and "autocast: None → 'bf16'" in err
 
 
 def test_masks_add_metrics_and_mask_files(capsys, tmp_path, folder, checkpoint):
