@@ -10,7 +10,9 @@ and 224 px, median over the repeats (round-robin, so drift hits both sides alike
 pytorch-grad-cam's Score-CAM and Ablation-CAM make one forward pass per channel per image
 (2,048 × batch), so on a CPU those two methods run once per side at ``--heavy-batch`` images of
 ``--heavy-size`` px. camkit's Score-CAM is compared at pytorch-grad-cam's own upsampling
-(align_corners=True), so outputs are equal. ``scorecam-top3`` explains three classes per image:
+(align_corners=True), so outputs are equal. ``scorecam-bf16`` runs camkit's masked passes under
+bfloat16 autocast — an approximation, whose max |Δ| the row shows. ``scorecam-top3`` explains
+three classes per image:
 one camkit call (the masked passes serve every class), three pytorch-grad-cam calls (it takes one
 target per image). ``--weights CKPT`` loads a camkit checkpoint (a
 trained model has dead channels, for which camkit's Score-CAM shares one pass); the default is random weights; ``--images shapes`` uses held-out shapes images instead of noise.
@@ -49,8 +51,9 @@ HEAVY = ("scorecam", "ablationcam")
 
 
 def split(method: str) -> tuple[str, int]:
-    """``"scorecam-top3"`` → ``("scorecam", 3)``: three target classes per image."""
-    base, _, count = method.partition("-top")
+    """``"scorecam-top3"`` → ``("scorecam", 3)``: three target classes per image;
+    ``"scorecam-bf16"`` → ``("scorecam", 1)`` (camkit under bfloat16 autocast)."""
+    base, _, count = method.removesuffix("-bf16").partition("-top")
     return base, int(count or 1)
 
 
@@ -78,7 +81,8 @@ def peer_runner(model, method: str, images: torch.Tensor, class_ids: list[list[i
 
 def ours_runner(model, method: str, images: torch.Tensor, class_ids: list[list[int]]):
     base, _ = split(method)
-    explainer = Explainer(model, "layer4.2", base, batch_size=32)
+    autocast = "bf16" if method.endswith("-bf16") else None  # approximate: max |Δ| says how much
+    explainer = Explainer(model, "layer4.2", base, batch_size=32, autocast=autocast)
     explainer._score_align_corners = base == "scorecam"  # pytorch-grad-cam's upsampling
 
     def run():
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 10 on GPU")
     parser.add_argument(
         "--methods",
-        default=",".join([*PEERS, "scorecam-top3"]),
+        default=",".join([*PEERS, "scorecam-top3", "scorecam-bf16"]),
         help="comma-separated; NAME-topK explains K classes per image (K calls for the peer)",
     )
     parser.add_argument("--weights", type=Path, default=None, help="a camkit checkpoint")
