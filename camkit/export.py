@@ -260,6 +260,26 @@ def _write(out: Path, relative: str, data: bytes, tag: str) -> str:
     return relative
 
 
+THUMB_SIDE = 256  # the gallery's thumbnails: JPEG, at most this many pixels a side
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+    """A small JPEG of an RGB picture for the gallery (never enlarged)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = THUMB_SIDE / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(
+        ".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return encoded.tobytes()
+
+
 def _png(image: np.ndarray) -> bytes:
     import cv2
 
@@ -693,6 +713,7 @@ class _Writer:
         if "overlay" in config.formats:
             picture = overlay(image, shown[0], config.alpha, colormap=config.colormap, mask=mask)
             outputs["overlay"] = _write(self.out, f"overlays/{name}.png", _png(picture), self.tag)
+            outputs["thumb"] = _write(self.out, f"thumbs/{name}.jpg", _thumbnail(picture), self.tag)
         if "raw" in config.formats:
             buffer = io.BytesIO()
             np.savez_compressed(
@@ -800,15 +821,18 @@ def _summary_csv(records: list[dict]) -> str:
 
 
 def gallery_html(records: list[dict], settings: dict) -> str:
-    """A self-contained page: thumbnails of the overlays, sortable by score, probability, name
-    or any metric, errors listed; opens from disk (relative links, no server)."""
+    """A self-contained page: thumbnails (linking to the full overlays), sortable by score,
+    probability, name or any metric, errors listed; opens from disk (relative links, no server)."""
     items = []
     for record in records:
         item = {"key": record["key"], "status": record["status"]}
         if record["status"] == "ok":
             target = record["targets"][0]
             item.update(
-                src=record["outputs"].get("overlay") or record["outputs"].get("panel"),
+                src=record["outputs"].get("thumb")  # exports made before thumbnails: the overlay
+                or record["outputs"].get("overlay")
+                or record["outputs"].get("panel"),
+                full=record["outputs"].get("overlay") or record["outputs"].get("panel"),
                 cls=target["name"],
                 score=target["score"],
                 probability=target["probability"],
@@ -876,7 +900,10 @@ function card(item) {
   const figure = document.createElement('figure'), caption = document.createElement('figcaption');
   figure.dataset.key = item.key;
   if (item.status === 'ok') {
-    if (item.src) { const img = document.createElement('img'); img.src = url(item.src); img.alt = item.key; img.loading = 'lazy'; figure.append(img); }
+    if (item.src) {
+      const img = document.createElement('img'); img.src = url(item.src); img.alt = item.key; img.loading = 'lazy';
+      const link = document.createElement('a'); link.href = url(item.full || item.src); link.append(img); figure.append(link);
+    }
     const metrics = Object.entries(item.metrics || {}).filter(([k]) => ['pointing_game', 'energy_in_mask', 'iou@0.2'].includes(k)).map(([k, v]) => k + ' ' + v.toFixed(2)).join(' · ');
     caption.textContent = item.key + ' — ' + item.cls + ' p=' + item.probability.toFixed(3) + ' s=' + item.score.toFixed(2) + (metrics ? ' — ' + metrics : '');
   } else { figure.className = 'error'; caption.textContent = item.key + ' — error: ' + item.error; }

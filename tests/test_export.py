@@ -71,6 +71,9 @@ def test_export_folder_with_broken_files(capsys, tmp_path, folder, checkpoint):
             continue
         overlay = cv2.imread(str(out / record["outputs"]["overlay"]))
         assert overlay is not None and overlay.shape[:2] == (64, 64)
+        thumb = cv2.imread(str(out / record["outputs"]["thumb"]))  # small: never enlarged
+        assert record["outputs"]["thumb"].endswith(".jpg") and thumb.shape == overlay.shape
+        assert np.abs(thumb.astype(int) - overlay).mean() < 8  # the same picture, as a JPEG
         assert cv2.imread(str(out / record["outputs"]["panel"])) is not None
         with np.load(out / record["outputs"]["raw"]) as raw:
             assert raw["maps"].dtype == np.float16 and raw["maps"].shape == (1, 2, 2)
@@ -372,6 +375,12 @@ def test_gallery_renders_in_headless_chromium(capsys, tmp_path, folder, checkpoi
         assert driver.execute_script("return document.images.length") == 12
         widths = driver.execute_script("return [...document.images].map(i => i.naturalWidth)")
         assert set(widths) == {64}
+        sources = driver.execute_script("return [...document.images].map(i => i.src)")
+        links = driver.execute_script(
+            "return [...document.querySelectorAll('figure a')].map(a => a.href)"
+        )
+        assert all("/thumbs/" in src and src.endswith(".jpg") for src in sources)
+        assert len(links) == 12 and all("/overlays/" in link for link in links)
         errors = driver.find_elements(By.CSS_SELECTOR, "figure.error")
         assert len(errors) == 6 and "error" in errors[0].text
         scores = driver.execute_script(
@@ -459,3 +468,15 @@ def test_overwrite_ignores_old_records_without_deleting_them(capsys, tmp_path, f
             assert str(raw["method"]) == "layercam"
     settings = {r["settings"] for r in _lines(out / "manifest.jsonl")}
     assert len(settings) == 1
+
+
+def test_thumbnails_are_small_jpegs_never_enlarged():
+    from camkit.export import THUMB_SIDE, _thumbnail
+
+    big = np.zeros((600, 1000, 3), np.uint8)
+    big[:, 500:] = (255, 0, 0)  # RGB red on the right
+    thumb = cv2.imdecode(np.frombuffer(_thumbnail(big), np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape == (154, THUMB_SIDE, 3)
+    assert thumb[77, 200, 2] > 200 and thumb[77, 50].max() < 30  # red stays red (BGR on disk)
+    small = np.full((40, 30, 3), 128, np.uint8)
+    assert cv2.imdecode(np.frombuffer(_thumbnail(small), np.uint8), 1).shape == (40, 30, 3)
