@@ -128,19 +128,17 @@ def cases(model: torch.nn.Module, images: torch.Tensor) -> dict[str, Callable[[]
     out["camkit gradcam layer3.5 (+upsample, normalise)"] = lambda: layer3(images).normalized()
     out["camkit all 1000 class maps layer4.2 (raw)"] = lambda: layer4(images, "all").maps
     # the speed options (DESIGN: "channels-last and autocast are options, measured")
-    last = Explainer(model, "layer4.2", channels_last=True)
     half = "fp16" if images.device.type == "cuda" else "bf16"
-    reduced = Explainer(model, "layer4.2", autocast=half)
-    both = Explainer(model, "layer4.2", channels_last=True, autocast=half)
-    out["camkit gradcam layer4.2 channels-last (+upsample, normalise)"] = lambda: last(
-        images
-    ).normalized()
-    out[f"camkit gradcam layer4.2 autocast {half} (+upsample, normalise)"] = lambda: reduced(
-        images
-    ).normalized()
-    out[f"camkit gradcam layer4.2 channels-last + {half} (+upsample, normalise)"] = lambda: both(
-        images
-    ).normalized()
+    speed = {
+        "channels-last": {"channels_last": True},
+        f"autocast {half}": {"autocast": half},
+        f"channels-last + {half}": {"channels_last": True, "autocast": half},
+    }
+    for label, options in speed.items():
+        explainer = Explainer(model, "layer4.2", **options)
+        out[f"camkit gradcam layer4.2 {label} (+upsample, normalise)"] = (
+            lambda explainer=explainer: explainer(images).normalized()
+        )
     try:
         from pytorch_grad_cam import GradCAM
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import write_result
 from bench_methods import load_model, make_images
 
-from camkit.explain import _distinct_masks, _inference_copy
+from camkit.explain import _distinct_masks, _inference_copy, score_masks
 from camkit.hooks import LayerProbe
 
 
@@ -51,12 +51,7 @@ def score_cam_masks(model, images: torch.Tensor, layer: str = "layer4.2"):
     with LayerProbe(model, [layer]) as probe, torch.inference_mode():
         model(images)
         activations = probe.activations[layer].float()
-    upsampled = torch.nn.functional.interpolate(
-        activations, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=True
-    )
-    low = upsampled.flatten(2).amin(2)[..., None, None]
-    high = upsampled.flatten(2).amax(2)[..., None, None]
-    return activations, (upsampled - low) / (high - low + 1e-8)
+    return activations, score_masks(activations, tuple(images.shape[-2:]), align_corners=True)
 
 
 def weight_spread(model, image, activations, masks, batch: int) -> dict:

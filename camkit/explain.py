@@ -451,12 +451,7 @@ class Explainer:
                 inputs = images.clone().requires_grad_(True)
             with torch.enable_grad():
                 logits = self._run(self.model, inputs)
-            activations = probe.activations[self.layer]  # (N, C, h, w)
-            if activations.ndim != 4:
-                raise ValueError(
-                    f"layer {self.layer!r} outputs {tuple(activations.shape)}, not a spatial "
-                    "map (N, C, h, w); pick a convolutional layer (`camkit layers` lists them)"
-                )
+            activations = probe.activations[self.layer]  # (N, C, h, w): layer_stride checked
             class_ids = resolve_targets(targets, logits.detach())
             count = class_ids.shape[1]
             method_fn = gradient_method(self.method)
@@ -507,16 +502,11 @@ class Explainer:
                     # one-hot maps at the same cell) make the same mask: one pass for each
                     distinct, inverse = _distinct_masks(activations[index, selected])
                     counts = torch.bincount(inverse)  # channels per distinct mask
-                    # each channel, upsampled to the input and min-max normalised, masks the image
-                    upsampled = torch.nn.functional.interpolate(
-                        activations[index, selected[distinct]].unsqueeze(0),
-                        size=tuple(images.shape[-2:]),
-                        mode="bilinear",
-                        align_corners=self._score_align_corners,
-                    )[0]
-                    low = upsampled.flatten(1).amin(1)[:, None, None]
-                    high = upsampled.flatten(1).amax(1)[:, None, None]
-                    masks = (upsampled - low) / (high - low + 1e-8)  # (C'', H, W)
+                    masks = score_masks(
+                        activations[index, selected[distinct]],
+                        tuple(images.shape[-2:]),
+                        self._score_align_corners,
+                    )  # (C'', H, W)
                     scores = []
                     for start in range(0, len(masks), self.batch_size):
                         chunk = masks[start : start + self.batch_size]
@@ -572,6 +562,17 @@ class Explainer:
             finally:
                 handle.remove()
         return self._package(torch.stack(maps), class_ids, logits, "ablation-forward", images)
+
+
+def score_masks(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = False):
+    """Score-CAM's masks: each map of ``maps (..., C, h, w)`` upsampled to ``size`` (bilinear)
+    and min-max normalised to [0, 1] (a flat map gives zeros)."""
+    upsampled = torch.nn.functional.interpolate(
+        maps.reshape(-1, *maps.shape[-3:]), size=size, mode="bilinear", align_corners=align_corners
+    ).reshape(*maps.shape[:-2], *size)
+    low = upsampled.flatten(-2).amin(-1)[..., None, None]
+    high = upsampled.flatten(-2).amax(-1)[..., None, None]
+    return (upsampled - low) / (high - low + 1e-8)
 
 
 def _distinct_masks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

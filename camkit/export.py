@@ -783,7 +783,7 @@ def merge(out: str | os.PathLike) -> dict:
         raise ExportError(f"{out} holds no camkit export (no export.json); check --out")
     _remove_temporaries(out, None)
     settings = json.loads((out / "export.json").read_text(encoding="utf-8"))
-    records = current_records(out)
+    records = read_manifest(out, settings_id(settings))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     _write(out, "manifest.jsonl", lines.encode("utf-8"), "merge")
     _write(out, "summary.csv", _summary_csv(records).encode("utf-8"), "merge")
