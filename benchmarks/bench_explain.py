@@ -32,7 +32,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camkit import __version__
-from camkit.explain import Explainer
+from camkit.explainer import Explainer
 
 
 class _MallInfo2(ctypes.Structure):

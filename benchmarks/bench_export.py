@@ -36,7 +36,7 @@ from bench_explain import write_result
 
 from camkit.data.images import preprocess, read_image
 from camkit.data.shapes import write_dataset
-from camkit.explain import Explainer
+from camkit.explainer import Explainer
 from camkit.export import ExportConfig, collect_inputs, export
 from camkit.models.resnet import load_classifier
 

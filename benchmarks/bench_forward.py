@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import write_result
 from bench_methods import load_model, make_images
 
-from camkit.explain import _distinct_masks, _inference_copy, score_masks
-from camkit.hooks import LayerProbe
+from camkit.core.probe import LayerProbe
+from camkit.explainer import _distinct_masks, _inference_copy, score_masks
 
 
 def score_cam_masks(model, images: torch.Tensor, layer: str = "layer4.2"):

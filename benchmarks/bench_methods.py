@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import HeapSampler, peak_extra_bytes, timed, write_result
 
-from camkit.explain import Explainer
+from camkit.explainer import Explainer
 
 PEERS = {
     "gradcam": "GradCAM",

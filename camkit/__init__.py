@@ -12,39 +12,41 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Explainer": "camkit.explain",
-    "Heatmaps": "camkit.explain",
-    "LayerProbe": "camkit.hooks",
-    "preserved_model_state": "camkit.hooks",
-    "list_layers": "camkit.layers",
-    "resolve_layer": "camkit.layers",
+    "Explainer": "camkit.explainer",
+    "Heatmaps": "camkit.heatmaps",
+    "LayerProbe": "camkit.core.probe",
+    "preserved_model_state": "camkit.core.probe",
+    "list_layers": "camkit.core.introspect",
+    "resolve_layer": "camkit.core.layers",
     "gradcam": "camkit.cam",
     "normalize": "camkit.cam",
     "upsample": "camkit.cam",
-    "score_maps": "camkit.fcn",
-    "class_maps": "camkit.fcn",
+    "score_maps": "camkit.core.heads",
+    "class_maps": "camkit.core.heads",
     "load_classifier": "camkit.models.resnet",
     "resnet50_variant": "camkit.models.resnet",
-    "load_checkpoint": "camkit.checkpoint",
-    "save_checkpoint": "camkit.checkpoint",
+    "load_checkpoint": "camkit.io.checkpoint",
+    "save_checkpoint": "camkit.io.checkpoint",
     "read_image": "camkit.data.images",
     "preprocess": "camkit.data.images",
-    "overlay": "camkit.overlay",
-    "panel": "camkit.overlay",
+    "overlay": "camkit.viz.overlay",
+    "panel": "camkit.viz.overlay",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from camkit.cam import gradcam, normalize, upsample
-    from camkit.checkpoint import load_checkpoint, save_checkpoint
+    from camkit.core.heads import class_maps, score_maps
+    from camkit.core.introspect import list_layers
+    from camkit.core.layers import resolve_layer
+    from camkit.core.probe import LayerProbe, preserved_model_state
     from camkit.data.images import preprocess, read_image
-    from camkit.explain import Explainer, Heatmaps
-    from camkit.fcn import class_maps, score_maps
-    from camkit.hooks import LayerProbe, preserved_model_state
-    from camkit.layers import list_layers, resolve_layer
+    from camkit.explainer import Explainer
+    from camkit.heatmaps import Heatmaps
+    from camkit.io.checkpoint import load_checkpoint, save_checkpoint
     from camkit.models.resnet import load_classifier, resnet50_variant
-    from camkit.overlay import overlay, panel
+    from camkit.viz.overlay import overlay, panel
 
 
 def __getattr__(name: str) -> Any:

@@ -108,8 +108,8 @@ def _add_speed_options(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from camkit import __version__
-    from camkit.explain import METHODS, PATHS
-    from camkit.overlay import COLORMAPS
+    from camkit.explainer import METHODS, PATHS
+    from camkit.viz.overlay import COLORMAPS
 
     parser = argparse.ArgumentParser(
         prog="camkit",
@@ -547,7 +547,8 @@ def _load(args):
 
 
 def _cmd_layers(args) -> int:
-    from camkit.layers import default_layer, list_layers
+    from camkit.core.introspect import list_layers
+    from camkit.core.layers import default_layer
 
     model, _info = _load(args)
     size = args.size if args.size else 224
@@ -598,11 +599,11 @@ def _cmd_explain(args) -> int:
     import torch
 
     from camkit.cam import upsample
-    from camkit.checkpoint import atomic_write_bytes
+    from camkit.core.layers import default_layer
     from camkit.data.images import preprocess, read_image
-    from camkit.explain import Explainer
-    from camkit.layers import default_layer
-    from camkit.overlay import panel, save_image
+    from camkit.explainer import Explainer
+    from camkit.io.files import atomic_write_bytes
+    from camkit.viz.overlay import panel, save_image
 
     model, info = _load(args)
     layer = args.layer or default_layer(model)
@@ -621,7 +622,7 @@ def _cmd_explain(args) -> int:
         "autocast": args.autocast,
     }
     if "," in layer:  # several layers: maps normalised, resampled to the input, fused
-        from camkit.explain import MultiLayerExplainer
+        from camkit.explainer import MultiLayerExplainer
 
         explainer = MultiLayerExplainer(model, layer, args.method, fusion=args.fusion, **options)
     else:
@@ -645,7 +646,7 @@ def _cmd_explain(args) -> int:
         raise CLIError("pass --mask or --segmenter, not both")
     segmenter = None
     if args.segmenter is not None:
-        from camkit.segmentation import load_segmenter
+        from camkit.models.segmenter import load_segmenter
 
         segmenter = load_segmenter(args.segmenter)
     stems = _unique_stems(paths)
@@ -683,7 +684,7 @@ def _cmd_explain(args) -> int:
             else:
                 targets = f"top-{min(args.topk or 1, info.num_classes)}"
             if args.aug_smooth:
-                from camkit.explain import augmentation_smoothed
+                from camkit.explainer import augmentation_smoothed
 
                 heatmaps = augmentation_smoothed(explainer, batch, targets).cpu()
             else:
@@ -705,8 +706,8 @@ def _cmd_explain(args) -> int:
                 ]
                 mask, mask_metrics = None, None
                 if args.mask is not None or segmenter is not None:
-                    from camkit.compare import heatmap_metrics
-                    from camkit.comparison import load_mask
+                    from camkit.metrics.localisation import heatmap_metrics
+                    from camkit.pipeline.masks import load_mask
 
                     mask = load_mask(image, args.mask, segmenter, image_path=path)
                     mask_metrics = heatmap_metrics(maps[0], mask)
@@ -839,7 +840,7 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from camkit.train import TrainConfig, train_classifier
+    from camkit.training.classifier import TrainConfig, train_classifier
 
     config = TrainConfig(
         epochs=args.epochs,
@@ -859,8 +860,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_variant(args) -> int:
-    from camkit.train import TrainConfig
-    from camkit.variants import make_variant
+    from camkit.training.classifier import TrainConfig
+    from camkit.training.variants import make_variant
 
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, workers=args.workers)
     from camkit.models.resnet import load_classifier
@@ -894,7 +895,7 @@ def _cmd_variant(args) -> int:
 
 
 def _cmd_variants(args) -> int:
-    from camkit.variants import compare_variants
+    from camkit.pipeline.variants import compare_variants
 
     result = compare_variants(
         [str(c) for c in args.checkpoints], args.data, args.out, args.n, args.output_stride
@@ -917,7 +918,7 @@ def _cmd_variants(args) -> int:
 
 
 def _cmd_train_seg(args) -> int:
-    from camkit.segmentation import SegConfig, train_segmenter
+    from camkit.training.segmenter import SegConfig, train_segmenter
 
     encoder = None if args.encoder in (None, "none") else args.encoder
     config = SegConfig(
@@ -949,10 +950,11 @@ def _cmd_segment(args) -> int:
     import cv2
     import numpy as np
 
-    from camkit.checkpoint import atomic_write_bytes
     from camkit.data.images import read_image
-    from camkit.overlay import draw_contours, hstack, save_image
-    from camkit.segmentation import load_segmenter, predict_masks
+    from camkit.io.files import atomic_write_bytes
+    from camkit.models.segmenter import load_segmenter
+    from camkit.pipeline.masks import predict_masks
+    from camkit.viz.overlay import draw_contours, hstack, save_image
 
     if not 0.0 < args.threshold < 1.0:
         raise CLIError(f"--threshold must be in (0, 1), got {args.threshold}")
@@ -994,10 +996,11 @@ def _cmd_segment(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from camkit.comparison import Comparer, match_masks, write_csv
-    from camkit.data.folders import find_images
-    from camkit.layers import default_layer
-    from camkit.overlay import comparison_panel, save_image
+    from camkit.core.layers import default_layer
+    from camkit.data.folders import find_images, match_masks
+    from camkit.io.tables import write_csv
+    from camkit.pipeline.compare import Comparer
+    from camkit.viz.overlay import comparison_panel, save_image
 
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist")
@@ -1013,7 +1016,7 @@ def _cmd_compare(args) -> int:
         )
     segmenter = None
     if args.segmenter is not None:
-        from camkit.segmentation import load_segmenter
+        from camkit.models.segmenter import load_segmenter
 
         segmenter = load_segmenter(args.segmenter)
     layer = args.layer or default_layer(model)
@@ -1107,10 +1110,10 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from camkit.comparison import write_csv
-    from camkit.evaluate import evaluate_methods
-    from camkit.explain import METHODS
-    from camkit.layers import default_layer
+    from camkit.core.layers import default_layer
+    from camkit.explainer import METHODS
+    from camkit.io.tables import write_csv
+    from camkit.pipeline.evaluate import evaluate_methods
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS or m in ("cam", "fcn")]
@@ -1178,12 +1181,12 @@ def _cmd_export(args) -> int:
     model, info = _load(args)
     segmenter = None
     if args.segmenter is not None:
-        from camkit.segmentation import load_segmenter
+        from camkit.models.segmenter import load_segmenter
 
         seg_model, seg_info = load_segmenter(args.segmenter)
         seg_info["path"] = ex._describe_model(str(args.segmenter), "resunet")
         segmenter = (seg_model.to(next(model.parameters()).device), seg_info)
-    from camkit.layers import default_layer
+    from camkit.core.layers import default_layer
 
     if args.class_ids is not None:
         targets = list(args.class_ids)

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from camkit.cam import upsample
-from camkit.checkpoint import atomic_write_bytes, load_checkpoint
-from camkit.compare import energy_in_mask, pointing_game
 from camkit.data.images import preprocess
 from camkit.data.shapes import CLASSES, generate, write_dataset
-from camkit.explain import Explainer
+from camkit.explainer import Explainer
+from camkit.io.checkpoint import load_checkpoint
+from camkit.io.files import atomic_write_bytes
+from camkit.metrics.localisation import energy_in_mask, pointing_game
 from camkit.models.resnet import load_classifier
-from camkit.train import TrainConfig, train_classifier
+from camkit.training.classifier import TrainConfig, train_classifier
 
 __all__ = [
     "DemoConfig",
@@ -127,7 +128,7 @@ def _reusable(checkpoint: Path, wanted: dict) -> bool:
 
 def _stamp(scratch: Path, checkpoint: Path, wanted: dict, seconds: float) -> Path:
     """Record the demo's settings in a freshly trained checkpoint, so a later run reuses it."""
-    from camkit.checkpoint import atomic_path
+    from camkit.io.files import atomic_path
 
     payload = torch.load(scratch, map_location="cpu", weights_only=True)
     payload["demo"] = wanted
@@ -148,7 +149,7 @@ def _segmenter(
     quiet: bool,
 ) -> Path:
     """Train (or reuse) a ResUNet whose encoder starts from the demo classifier."""
-    from camkit.segmentation import SegConfig, train_segmenter
+    from camkit.training.segmenter import SegConfig, train_segmenter
 
     name = f"segmenter-{arch}" + (f"-{limit}" if limit else "") + ".ckpt"
     checkpoint = root / name
@@ -185,7 +186,9 @@ def _segmenter(
 
 def evaluate_segmentation(checkpoint: Path, config: DemoConfig, count: int) -> dict:
     """Foreground IoU and Dice of a segmenter on the demo's held-out single-object images."""
-    from camkit.segmentation import load_segmenter, predict_masks, segmentation_scores
+    from camkit.metrics.segmentation import segmentation_scores
+    from camkit.models.segmenter import load_segmenter
+    from camkit.pipeline.masks import predict_masks
 
     model, info = load_segmenter(checkpoint)
     samples = [generate(i, config.seed + 2, config.size) for i in range(count)]
@@ -262,8 +265,8 @@ def evaluate_localisation(
 def _panel(model, class_names, sample, config: DemoConfig, predicted=None) -> np.ndarray:
     """image + mask contour | Grad-CAM (true class) | FCN probability map of every class, and
     the ResUNet's predicted mask (magenta contour) when given."""
-    from camkit.fcn import score_maps
-    from camkit.overlay import colorbar, draw_contours, hstack, overlay, titled
+    from camkit.core.heads import score_maps
+    from camkit.viz.overlay import colorbar, draw_contours, hstack, overlay, titled
 
     to_model = [class_names.index(name) for name in CLASSES]
     height = 192
@@ -304,7 +307,7 @@ def _pairs_figure(model, class_names, config: DemoConfig, count: int = 6) -> np.
     """Rows of: two-object image | Grad-CAM of class A | Grad-CAM of class B (own contour)."""
     import cv2
 
-    from camkit.overlay import draw_contours, hstack, overlay, titled
+    from camkit.viz.overlay import draw_contours, hstack, overlay, titled
 
     to_model = [class_names.index(name) for name in CLASSES]
     explainer = Explainer(model, "layer4.2", output_stride=config.output_stride)
@@ -422,7 +425,7 @@ def demo_variants(
 ) -> list[Path]:
     """Channel variants of the demo classifier (surgery, then ``layer4.2`` + ``fc`` fine-tuned
     for ``epochs`` on the demo's training data), cached beside it like the demo's models."""
-    from camkit.variants import make_variant
+    from camkit.training.variants import make_variant
 
     models = demo_models(root, quiet)
     paths = []
@@ -456,7 +459,7 @@ def _fingerprint(path: Path) -> str:
 
 def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
     """Run the demo end to end and return its summary (also written to ``report/metrics.json``)."""
-    from camkit.overlay import save_image
+    from camkit.viz.overlay import save_image
 
     config = config or DemoConfig()
     root = Path(config.out)
@@ -482,7 +485,8 @@ def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
                 path = _segmenter(config, root, train, val, arch, config.compare_seed, quiet)
                 key = f"{arch}, {config.compare_seed} images"
                 segmentation[key] = evaluate_segmentation(path, config, min(config.n_test, 100))
-        from camkit.segmentation import load_segmenter, predict_masks
+        from camkit.models.segmenter import load_segmenter
+        from camkit.pipeline.masks import predict_masks
 
         seg_model, seg_info = load_segmenter(unet)
         shown = [generate(i, config.seed + 2, config.size).image for i in range(config.panels)]

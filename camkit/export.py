@@ -370,7 +370,7 @@ class _Images(torch.utils.data.Dataset):
             tensor = preprocess(image, self.size, self.mean, self.std)[0]
             mask = None
             if self.masks is not None:
-                from camkit.comparison import load_mask
+                from camkit.pipeline.masks import load_mask
 
                 mask_path = self.masks.get(item.key)
                 if mask_path is None:
@@ -477,7 +477,7 @@ def export(
     """
     from tqdm import tqdm
 
-    from camkit.explain import Explainer
+    from camkit.explainer import Explainer
 
     out = Path(out)
     unknown = [f for f in config.formats if f not in FORMATS]
@@ -562,7 +562,7 @@ def export(
                 heatmaps = explainer(batch, _targets(config.targets, len(good), info)).cpu()
                 predicted = None
                 if segmenter is not None:
-                    from camkit.segmentation import predict_masks
+                    from camkit.pipeline.masks import predict_masks
 
                     predicted = predict_masks(
                         segmenter[0], segmenter[1], [r["image"] for r in good]
@@ -683,7 +683,7 @@ class _Writer:
 
     def _entry(self, record: dict, result) -> dict:
         from camkit.cam import normalize, upsample
-        from camkit.overlay import comparison_panel, overlay, panel
+        from camkit.viz.overlay import comparison_panel, overlay, panel
 
         if result is None:
             return self._failure(record, record["error"])
@@ -707,7 +707,7 @@ class _Writer:
         shown = normalize(upsample(maps[order], record["size"])).numpy()  # (K', H, W)
         outputs, metrics = {}, None
         if mask is not None:
-            from camkit.compare import heatmap_metrics
+            from camkit.metrics.localisation import heatmap_metrics
 
             metrics = heatmap_metrics(shown[0], mask)
         if "overlay" in config.formats:

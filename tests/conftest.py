@@ -60,7 +60,7 @@ def rgb_image() -> np.ndarray:
 @pytest.fixture
 def checkpoint(tmp_path, model):
     """A camkit checkpoint of ``model`` (10 named classes, 64 px input)."""
-    from camkit.checkpoint import save_checkpoint
+    from camkit.io.checkpoint import save_checkpoint
 
     names = ["circle", "square", "triangle", "star", "e", "f", "g", "h", "i", "j"]
     return save_checkpoint(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from camkit.cam import GRADIENT_METHODS
-from camkit.explain import METHODS, Explainer
+from camkit.explainer import METHODS, Explainer
 from camkit.models.resnet import resnet50_variant
 from tests.conftest import perturb
 
@@ -137,7 +137,7 @@ def test_every_method_runs_and_leaves_the_model_as_found(small, small_images):
 def test_other_torchvision_cnns(arch, layer, path):
     """Default layer per family; the closed form wherever the head is GAP + linear (checked
     numerically: DenseNet applies a ReLU after `features`, so it takes the gradient path)."""
-    from camkit.layers import default_layer
+    from camkit.core.layers import default_layer
     from camkit.models.resnet import load_classifier
 
     model, _ = load_classifier("none", arch=arch, num_classes=5)
@@ -153,7 +153,7 @@ def test_other_torchvision_cnns(arch, layer, path):
 @pytest.mark.parametrize("fusion", ["mean", "max"])
 def test_multi_layer_fusion(model, images, fusion):
     from camkit.cam import normalize
-    from camkit.explain import MultiLayerExplainer
+    from camkit.explainer import MultiLayerExplainer
 
     fused = MultiLayerExplainer(model, "layer4.2,layer3.5", fusion=fusion)(images, "top-2")
     a = Explainer(model, "layer4.2")(images, "top-2")
@@ -218,7 +218,7 @@ def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
     module = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from camkit.explain import augmentation_smoothed
+    from camkit.explainer import augmentation_smoothed
 
     names = {"gradcam": "GradCAM", "layercam": "LayerCAM"}
     class_ids = [3, 0, 8]
@@ -324,7 +324,7 @@ def test_explain_cli_eigen_smooth_and_chunk_size(tmp_path, capsys, rgb_image):
 
 
 def test_scorecam_distinct_masks():
-    from camkit.explain import _distinct_masks
+    from camkit.explainer import _distinct_masks
 
     maps = torch.rand(6, 3, 3)
     maps[1] = 0  # dead
@@ -338,8 +338,8 @@ def test_scorecam_distinct_masks():
 
 
 def test_scorecam_shares_passes_without_changing_the_maps(small, small_images, monkeypatch):
-    import camkit.explain as explain
-    from camkit.hooks import LayerProbe
+    import camkit.explainer as explain
+    from camkit.core.probe import LayerProbe
 
     class ZeroEven(torch.nn.Module):
         def forward(self, x):

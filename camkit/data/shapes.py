@@ -149,7 +149,7 @@ def write_dataset(
     """
     import cv2
 
-    from camkit.checkpoint import atomic_write_bytes
+    from camkit.io.files import atomic_write_bytes
 
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")

@@ -17,7 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
-from camkit.checkpoint import load_checkpoint
+from camkit.io.checkpoint import load_checkpoint
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -139,7 +139,7 @@ class ResUNet(nn.Module):
         if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
             return resnet50_variant(channels, 1000)
         if isinstance(weights, str) and weights.lower() == "imagenet":
-            from camkit.train import imagenet_weights_cached
+            from camkit.models.weights import imagenet_weights_cached
 
             cached = imagenet_weights_cached()
             if cached is None:

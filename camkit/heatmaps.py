@@ -1,0 +1,132 @@
+"""Heatmaps (the frozen result of an explanation) and target resolution."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import torch
+
+from camkit.cam import (
+    normalize,
+    upsample,
+)
+
+__all__ = ["Heatmaps", "Targets", "resolve_targets"]
+
+Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    """What an explanation produced for a batch.
+
+    Attributes:
+        maps: raw maps ``(N, K, h, w)`` float32 at the layer's resolution (not normalised).
+        class_ids: ``(N, K)`` target class of each map.
+        scores: ``(N, K)`` logit of each target; ``probabilities``: its softmax probability.
+        logits: ``(N, classes)`` the model's logits.
+        layer, method, path: what was computed, and how.
+        input_size: ``(H, W)`` of the model input; ``upsampled`` has this size.
+    """
+
+    maps: torch.Tensor
+    class_ids: torch.Tensor
+    scores: torch.Tensor
+    probabilities: torch.Tensor
+    logits: torch.Tensor
+    layer: str
+    method: str
+    path: str
+    input_size: tuple[int, int]
+    extra: dict = field(default_factory=dict, compare=False)
+    fusion: str | None = None  # "mean" or "max" when maps of several layers were fused
+
+    def __len__(self) -> int:
+        return self.maps.shape[0]
+
+    @cached_property
+    def upsampled(self) -> torch.Tensor:
+        """``(N, K, H, W)``: raw maps resampled bilinearly (``align_corners=False``) to the input."""
+        return upsample(self.maps, self.input_size)
+
+    def cpu(self) -> Heatmaps:
+        """The same result with every tensor on the CPU (for numpy, files, plotting)."""
+        return replace(
+            self,
+            maps=self.maps.cpu(),
+            class_ids=self.class_ids.cpu(),
+            scores=self.scores.cpu(),
+            probabilities=self.probabilities.cpu(),
+            logits=self.logits.cpu(),
+        )
+
+    def normalized(self, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Maps in [0, 1] per map (flat maps → zeros), resampled to ``size`` (default: input)."""
+        return normalize(upsample(self.maps, size or self.input_size))
+
+
+def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """Turn a target spec into class ids ``(N, K)``.
+
+    ``None``: the top class; ``int``: that class for every image; a sequence of N ints: one
+    class per image; N sequences of K ints: K classes per image; ``"top-k"`` (e.g. ``"top-3"``):
+    the k best classes; ``"all"``: every class.
+    """
+    batch, classes = logits.shape
+    device = logits.device
+    if targets is None:
+        return logits.argmax(dim=1, keepdim=True)
+    if isinstance(targets, str):
+        spec = targets.strip().lower()
+        if spec == "all":
+            return torch.arange(classes, device=device).expand(batch, classes)
+        match = re.fullmatch(r"top-?(\d+)", spec)
+        if not match:
+            raise ValueError(
+                f"targets {targets!r} not understood; use a class id, 'top-k' (e.g. 'top-3') "
+                "or 'all'"
+            )
+        k = int(match.group(1))
+        if not 1 <= k <= classes:
+            raise ValueError(f"targets {targets!r}: k must be between 1 and {classes}")
+        return logits.topk(k, dim=1).indices
+    if isinstance(targets, (bool, float)):
+        raise TypeError(f"targets must be class ids (int), got {targets!r}")
+    if isinstance(targets, int):
+        ids = torch.full((batch, 1), targets, dtype=torch.long)
+    else:
+        try:
+            ids = torch.as_tensor(targets)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"targets {targets!r} are not class ids: {error}") from None
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise TypeError(f"targets must be integer class ids, got dtype {ids.dtype}")
+        ids = ids.long()
+        if ids.ndim == 0:
+            ids = ids.expand(batch).reshape(batch, 1)
+        elif ids.ndim == 1:
+            if ids.shape[0] != batch:
+                raise ValueError(
+                    f"got {ids.shape[0]} targets for a batch of {batch} images; pass one class "
+                    f"per image, an int for all, 'top-k' or 'all'"
+                )
+            ids = ids.reshape(batch, 1)
+        elif ids.ndim == 2:
+            if ids.shape[0] != batch:
+                raise ValueError(
+                    f"got targets for {ids.shape[0]} images ({tuple(ids.shape)}) for a batch "
+                    f"of {batch} images"
+                )
+        else:
+            raise ValueError(f"targets must be (N,) or (N, K), got shape {tuple(ids.shape)}")
+    ids = ids.cpu()
+    bad = ids[(ids < 0) | (ids >= classes)]
+    if bad.numel():
+        raise ValueError(
+            f"class {int(bad[0])} is out of range: the model has {classes} classes "
+            f"(0–{classes - 1})"
+        )
+    return ids.to(device)

@@ -1,0 +1,177 @@
+"""Train, evaluate and apply ResUNet segmenters on folder data sets (``images/`` + ``masks/``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from camkit.data.folders import SegmentationFolder, spread
+from camkit.io.checkpoint import load_checkpoint, save_checkpoint
+from camkit.metrics.segmentation import _summarise, segmentation_scores
+from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
+from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+from camkit.models.resunet import ResUNet
+from camkit.training.loop import restore, seeded_split, train_epoch
+
+__all__ = ["SegConfig", "evaluate_segmenter", "train_segmenter"]
+
+
+@dataclass
+class SegConfig:
+    """Settings of ``train_segmenter`` (recorded in the checkpoint)."""
+
+    arch: str = "unet"
+    classes: int = 1
+    epochs: int = 1
+    size: int = 128
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "bce+dice"
+    deep_supervision: bool = True
+    encoder: str | None = None  # None, "imagenet", or a classifier checkpoint
+    val_fraction: float = 0.15
+    limit: int | None = None  # use only this many training images (evenly spread)
+    seed: int = 0
+    workers: int = 1
+
+
+def _foreground(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Binary foreground ``(N, H, W)`` from logits: sigmoid > threshold, or argmax ≠ background."""
+    if logits.shape[1] == 1:
+        return logits[:, 0].sigmoid() > threshold
+    return logits.argmax(dim=1) > 0
+
+
+@torch.inference_mode()
+def evaluate_segmenter(model: ResUNet, batches, device: torch.device | str = "cpu") -> dict:
+    """Foreground IoU and Dice over an iterable of ``(images, index masks)`` batches."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    for images, masks, *_ in batches:
+        logits = model(images.to(device))
+        parts.append(segmentation_scores(_foreground(logits).cpu(), masks > 0))
+    model.train(was_training)
+    return _summarise(parts)
+
+
+def _subset(dataset, limit: int | None):
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return Subset(dataset, spread(range(len(dataset)), limit))
+
+
+def train_segmenter(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    config: SegConfig | None = None,
+    val_data: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train a ResUNet on ``images/`` + ``masks/`` and write a checkpoint after every epoch.
+
+    Loss: ``config.loss`` (e.g. ``"bce+dice"``, ``"focal+dice"``, ``"lovasz"``) with deep
+    supervision on the auxiliary decoder heads. Validation foreground IoU and Dice (per image
+    and data-set-wide) each epoch. ``resume=True`` continues an interrupted run.
+    """
+    config = config or SegConfig()
+    out = Path(out)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    progress = sys.stderr.isatty() if progress is None else progress
+    torch.manual_seed(config.seed)
+    if config.size % 32:
+        raise ValueError(f"size must be a multiple of 32 for the ResUNet, got {config.size}")
+    classes = None if config.classes == 1 else config.classes - 1
+    train_set = SegmentationFolder(data, config.size, classes=classes, augment=True)
+    if val_data is not None:
+        val_set = SegmentationFolder(val_data, config.size, classes=classes)
+        train_view = _subset(train_set, config.limit)
+    else:
+        val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
+        val_set = Subset(SegmentationFolder(data, config.size, classes=classes), val_index)
+        train_view = _subset(Subset(train_set, train_index), config.limit)
+    loader = DataLoader(
+        train_view,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(train_view) > config.batch_size,
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    val_loader = DataLoader(val_set, batch_size=32, num_workers=config.workers)
+    model = ResUNet(config.arch, config.classes, encoder_weights=config.encoder).to(device)
+    criterion = CombinedLoss(config.loss)
+    loss_fn = DeepSupervisionLoss(criterion) if config.deep_supervision else criterion
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = config.epochs * len(loader)
+    if steps == 0:
+        raise ValueError(
+            f"no training batches: {len(train_view)} images for batch size {config.batch_size}"
+        )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2
+    )
+    start_epoch, history = 0, []
+    if resume and out.exists():
+        start_epoch, history = restore(
+            load_checkpoint(out), out, config.epochs, model, optimizer, schedule
+        )
+    metrics: dict = history[-1] if history else {}
+
+    def loss_of(batch):
+        images, masks = batch[0].to(device), batch[1].to(device)
+        target = as_target(masks, config.classes)
+        outputs = model.forward_with_aux(images) if config.deep_supervision else model(images)
+        return loss_fn(outputs, target), images.shape[0]
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        loss_ema, images_per_s = train_epoch(
+            loader,
+            loss_of,
+            optimizer,
+            schedule,
+            f"{config.arch} epoch {epoch + 1}/{config.epochs}",
+            progress,
+        )
+        validation = evaluate_segmenter(model, val_loader, device)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": loss_ema,
+            "images_per_s": images_per_s,
+            **{f"val_{k}": v for k, v in validation.items()},
+        }
+        history.append(metrics)
+        save_checkpoint(
+            out,
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            kind="segmenter",
+            arch=config.arch,
+            classes=config.classes,
+            encoder_channels=model.encoder_channels,
+            input_size=config.size,
+            mean=list(IMAGENET_MEAN),
+            std=list(IMAGENET_STD),
+            metrics=metrics,
+            history=history,
+            epoch=epoch + 1,
+            config={k: v for k, v in vars(config).items()},
+            loss=repr(criterion),
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
+        )
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return metrics
