@@ -39,6 +39,7 @@ from camkit.data.shapes import write_dataset
 from camkit.explainer import Explainer
 from camkit.export import ExportConfig, collect_inputs, export
 from camkit.models.resnet import load_classifier
+from camkit.pipeline.settings import Settings
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -101,7 +102,7 @@ def run_export(model, info, folder: Path, batch_size: int, workers: int, sample:
             stop.wait(0.2)
 
     thread = threading.Thread(target=sampler, daemon=True)
-    config = ExportConfig(batch_size=batch_size, workers=workers, progress=False)
+    config = ExportConfig(Settings(batch_size=batch_size), workers=workers, progress=False)
     inputs = collect_inputs(folder)
     try:
         if sample:

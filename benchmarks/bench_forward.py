@@ -43,7 +43,7 @@ from bench_explain import write_result
 from bench_methods import load_model, make_images
 
 from camkit.core.probe import LayerProbe
-from camkit.explainer import _distinct_masks, _inference_copy, score_masks
+from camkit.methods.score import _distinct_masks, _inference_copy, score_masks
 
 
 def score_cam_masks(model, images: torch.Tensor, layer: str = "layer4.2"):

@@ -21,7 +21,7 @@ _EXPORTS = {
     "gradcam": "camkit.cam",
     "normalize": "camkit.cam",
     "upsample": "camkit.cam",
-    "score_maps": "camkit.core.heads",
+    "score_maps": "camkit.explainer",
     "class_maps": "camkit.core.heads",
     "load_classifier": "camkit.models.resnet",
     "resnet50_variant": "camkit.models.resnet",
@@ -37,12 +37,12 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from camkit.cam import gradcam, normalize, upsample
-    from camkit.core.heads import class_maps, score_maps
+    from camkit.core.heads import class_maps
     from camkit.core.introspect import list_layers
     from camkit.core.layers import resolve_layer
     from camkit.core.probe import LayerProbe, preserved_model_state
     from camkit.data.images import preprocess, read_image
-    from camkit.explainer import Explainer
+    from camkit.explainer import Explainer, score_maps
     from camkit.heatmaps import Heatmaps
     from camkit.io.checkpoint import load_checkpoint, save_checkpoint
     from camkit.models.resnet import load_classifier, resnet50_variant

@@ -13,20 +13,20 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from camkit.cam import upsample
-from camkit.data.images import preprocess
+from camkit.data.inputs import Input
 from camkit.data.shapes import CLASSES, generate, write_dataset
-from camkit.explainer import Explainer
+from camkit.heatmaps import to_image
 from camkit.io.checkpoint import load_checkpoint
 from camkit.io.files import atomic_write_bytes
-from camkit.metrics.localisation import energy_in_mask, pointing_game
 from camkit.models.resnet import load_classifier
+from camkit.pipeline.run import explain_images
+from camkit.pipeline.settings import Settings
 from camkit.training.classifier import TrainConfig, train_classifier
 
 __all__ = [
@@ -210,49 +210,54 @@ def evaluate_segmentation(checkpoint: Path, config: DemoConfig, count: int) -> d
     }
 
 
-def evaluate_localisation(
-    model: torch.nn.Module,
-    class_names: list[str],
-    config: DemoConfig,
-    output_stride: int,
-) -> dict:
+def _inputs(samples, info, prefix: str) -> list[Input]:
+    """Generated samples as pipeline inputs: their true classes as targets, masks in memory."""
+    to_model = [list(info.class_names).index(name) for name in CLASSES]
+    return [
+        Input(
+            f"{prefix}-{index:04d}",
+            image=sample.image,
+            targets=tuple(to_model[c] for c in sample.labels),
+            mask=sample.mask > 0,
+        )
+        for index, sample in enumerate(samples)
+    ]
+
+
+def evaluate_localisation(model: torch.nn.Module, info, config: DemoConfig, output_stride: int):
     """Accuracy, pointing game and energy in mask on held-out single-object images, and the
     two-object test: each class's map has its maximum on its own object (within the tolerance,
-    and nearer to it than to the other object)."""
+    and nearer to it than to the other object). Grad-CAM at ``layer4.2`` for the true classes,
+    on the one pipeline."""
     import cv2
 
-    to_model = [class_names.index(name) for name in CLASSES]
-    explainer = Explainer(model, "layer4.2", output_stride=output_stride)
+    settings = Settings("layer4.2", size=config.size, output_stride=output_stride, batch_size=50)
     singles = [generate(i, config.seed + 2, config.size) for i in range(config.n_test)]
+    inputs = _inputs(singles, info, "single")
     hits, energies, correct = [], [], 0
-    for start in range(0, len(singles), 50):
-        chunk = singles[start : start + 50]
-        targets = [to_model[s.labels[0]] for s in chunk]
-        heatmaps = explainer(preprocess([s.image for s in chunk], config.size), targets)
-        maps = heatmaps.upsampled[:, 0].numpy()
-        for k, sample in enumerate(chunk):
-            hits.append(pointing_game(maps[k], sample.mask > 0, config.tolerance))
-            energies.append(energy_in_mask(maps[k], sample.mask > 0))
-            correct += int(heatmaps.logits[k].argmax()) == targets[k]
+    for item, result in zip(
+        inputs, explain_images(model, info, inputs, settings, None, config.tolerance)
+    ):
+        hits.append(result.metrics["pointing_game"])
+        energies.append(result.metrics["energy_in_mask"])
+        correct += int(result.heatmaps.logits[0].argmax()) == item.targets[0]
+        map_size = list(result.heatmaps.maps.shape[-2:])
     pairs = [generate(i, config.seed + 3, config.size, objects=2) for i in range(config.n_pairs)]
     own = []
-    for start in range(0, len(pairs), 50):
-        chunk = pairs[start : start + 50]
-        targets = [[to_model[c] for c in s.labels] for s in chunk]
-        maps = explainer(
-            preprocess([s.image for s in chunk], config.size), targets
-        ).upsampled.numpy()
-        for k, sample in enumerate(chunk):
-            for j, label in enumerate(sample.labels):
-                mine = sample.mask == label + 1
-                other = (sample.mask > 0) & ~mine
-                y, x = np.unravel_index(int(maps[k, j].argmax()), maps[k, j].shape)
-                to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-                to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-                own.append(bool(to_mine <= config.tolerance and to_mine < to_other))
+    for sample, result in zip(
+        pairs, explain_images(model, info, _inputs(pairs, info, "pair"), settings)
+    ):
+        for j, label in enumerate(sample.labels):
+            mine = sample.mask == label + 1
+            other = (sample.mask > 0) & ~mine
+            heat = result.maps[j]
+            y, x = np.unravel_index(int(heat.argmax()), heat.shape)
+            to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+            to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+            own.append(bool(to_mine <= config.tolerance and to_mine < to_other))
     return {
         "output_stride": output_stride,
-        "map_size": list(heatmaps.maps.shape[-2:]),
+        "map_size": map_size,
         "accuracy": correct / len(singles),
         "pointing_game": float(np.mean([h for h in hits if h is not None])),
         "energy_in_mask": float(np.mean([e for e in energies if e is not None])),
@@ -262,25 +267,24 @@ def evaluate_localisation(
     }
 
 
-def _panel(model, class_names, sample, config: DemoConfig, predicted=None) -> np.ndarray:
+def _panel(model, info, sample, config: DemoConfig, predicted=None) -> np.ndarray:
     """image + mask contour | Grad-CAM (true class) | FCN probability map of every class, and
     the ResUNet's predicted mask (magenta contour) when given."""
-    from camkit.core.heads import score_maps
     from camkit.viz.overlay import colorbar, draw_contours, hstack, overlay, titled
 
-    to_model = [class_names.index(name) for name in CLASSES]
+    class_names = list(info.class_names)
     height = 192
-    batch = preprocess(sample.image, config.size)
-    target = to_model[sample.labels[0]]
-    heatmaps = Explainer(model, "layer4.2", output_stride=config.output_stride)(batch, target)
-    size = sample.image.shape[:2]
-    gradcam = upsample(heatmaps.maps[0, 0], size).numpy()
-    probabilities = score_maps(
-        model, batch, output_stride=config.output_stride, probabilities=True
-    )[0]
-    probabilities = upsample(probabilities, size).numpy()
+    settings = Settings("layer4.2", size=config.size, output_stride=config.output_stride)
+    item = _inputs([sample], info, "panel")
+    (result,) = explain_images(model, info, item, settings)
+    gradcam = result.maps[0].numpy()
+    fcn = replace(settings, method="fcn", targets="all")
+    (scores,) = explain_images(model, info, [replace(item[0], targets=None)], fcn)
+    # softmax over classes at each cell of the score maps, then put on the image
+    probabilities = to_image(scores.heatmaps.maps[0].softmax(dim=0), sample.image.shape[:2])
+    probabilities = probabilities.numpy()
     mask = sample.mask > 0
-    probability = float(heatmaps.probabilities[0, 0])
+    probability = float(result.heatmaps.probabilities[0, 0])
 
     def fit(tile):
         import cv2
@@ -303,27 +307,24 @@ def _panel(model, class_names, sample, config: DemoConfig, predicted=None) -> np
     return hstack(tiles)
 
 
-def _pairs_figure(model, class_names, config: DemoConfig, count: int = 6) -> np.ndarray:
+def _pairs_figure(model, info, config: DemoConfig, count: int = 6) -> np.ndarray:
     """Rows of: two-object image | Grad-CAM of class A | Grad-CAM of class B (own contour)."""
     import cv2
 
     from camkit.viz.overlay import draw_contours, hstack, overlay, titled
 
-    to_model = [class_names.index(name) for name in CLASSES]
-    explainer = Explainer(model, "layer4.2", output_stride=config.output_stride)
+    settings = Settings("layer4.2", size=config.size, output_stride=config.output_stride)
+    samples = [generate(index, config.seed + 3, config.size, objects=2) for index in range(count)]
     rows = []
-    for index in range(count):
-        sample = generate(index, config.seed + 3, config.size, objects=2)
-        batch = preprocess(sample.image, config.size)
-        heatmaps = explainer(batch, [[to_model[c] for c in sample.labels]])
-        maps = upsample(heatmaps.maps[0], sample.image.shape[:2]).numpy()
+    for sample, result in zip(
+        samples, explain_images(model, info, _inputs(samples, info, "pair"), settings)
+    ):
         tiles = [
             titled(cv2.resize(sample.image, (192, 192), interpolation=cv2.INTER_NEAREST), "image")
         ]
         for j, label in enumerate(sample.labels):
             own = sample.mask == label + 1
-            tile = overlay(sample.image, maps[j], 0.5)
-            tile = draw_contours(tile, own)
+            tile = draw_contours(overlay(sample.image, result.maps[j].numpy(), 0.5), own)
             tiles.append(
                 titled(
                     cv2.resize(tile, (192, 192), interpolation=cv2.INTER_NEAREST),
@@ -468,13 +469,10 @@ def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
     checkpoint_path = _classifier(config, root, train, val, quiet)
     model, info = load_classifier(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
-    class_names = list(info.class_names)
     _say("explaining held-out images at layer4.2", quiet)
     localisation = {}
     for stride in sorted({32, config.output_stride}):
-        localisation[f"output stride {stride}"] = evaluate_localisation(
-            model, class_names, config, stride
-        )
+        localisation[f"output stride {stride}"] = evaluate_localisation(model, info, config, stride)
     segmentation: dict = {}
     predicted_masks: list = [None] * config.panels
     if config.segmenter:
@@ -496,11 +494,9 @@ def run_demo(config: DemoConfig | None = None, quiet: bool = False) -> dict:
     for index in range(config.panels):
         sample = generate(index, config.seed + 2, config.size)
         name = f"panels/panel_{index:02d}_{CLASSES[sample.labels[0]]}.png"
-        save_image(
-            report / name, _panel(model, class_names, sample, config, predicted_masks[index])
-        )
+        save_image(report / name, _panel(model, info, sample, config, predicted_masks[index]))
         panels.append(name)
-    save_image(report / "pairs.png", _pairs_figure(model, class_names, config))
+    save_image(report / "pairs.png", _pairs_figure(model, info, config))
     summary = {
         "config": asdict(config),
         "checkpoint": str(checkpoint_path),

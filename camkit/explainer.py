@@ -1,40 +1,41 @@
 """Explainer: model + layer + method -> Heatmaps, on the fastest exact path available.
 
-Paths (reported in ``Heatmaps.path``):
+The method (a registered :class:`~camkit.methods.Method`) declares what it needs; the
+Explainer runs one forward pass with the layer probed and takes the path that declaration and
+``path`` allow (reported in ``Heatmaps.path``):
 
 - ``"closed-form"``: the layer feeds only global average pooling + a linear head, checked
   numerically on every batch (``head(mean_hw(A)) == logits``). Then every gradient is
-  ``W[c] / (h·w)``: one forward under ``inference_mode`` and one ``einsum``, for any number of
-  classes.
+  ``W[c] / (h·w)``: one forward and one ``einsum``, for any number of classes.
 - ``"activation-grad"``: the graph starts at the layer (nothing before it is recorded, no
   parameter requires grad), and ``torch.autograd.grad`` runs backward through the tail only.
 - ``"autograd"``: the plain reference: the whole forward is recorded from the input.
+- ``"forward"`` (Eigen-CAM), ``"masked-forward"`` (Score-CAM), ``"ablation-forward"``
+  (Ablation-CAM away from a GAP + linear head): the method's own forward passes.
+
+With ``path="auto"`` the forward records the graph from the layer on (it costs nothing before
+it), so a failed head check falls back to gradients without a second forward; nothing is
+remembered between calls.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from typing import Literal
 
 import torch
 from torch import nn
 
-from camkit.cam import (
-    GRADIENT_METHODS,
-    closed_form_weights,
-    contributions,
-    eigen_smooth,
-    eigencam,
-    gradcam_closed_form,
-    gradient_method,
-    normalize,
-)
-from camkit.core.heads import class_maps, find_linear_head, head_matches
+from camkit import methods
+from camkit.cam import eigen_smooth, normalize, weighted_map
+from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import layer_stride
 from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
 from camkit.heatmaps import Heatmaps, Targets, resolve_targets
+from camkit.methods import Method, Passes
 
 __all__ = [
     "AUTOCAST",
@@ -46,10 +47,10 @@ __all__ = [
     "MultiLayerExplainer",
     "augmentation_smoothed",
     "autocast_dtype",
-    "score_masks",
+    "score_maps",
 ]
 
-METHODS = (*GRADIENT_METHODS, "scorecam", "ablationcam", "eigencam", "cam", "fcn")
+METHODS = methods.names()  # registered at import; camkit.methods.names() sees later ones too
 
 
 PATHS = ("auto", "closed-form", "activation-grad", "autograd")
@@ -70,6 +71,16 @@ AUTOCAST = {
 # head check tolerance: float32 rounding, or the precision the forward ran in
 HEAD_RTOL = {None: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
+# the path of a method's own computation, by what it needs (gradients: "activation-grad" or
+# "autograd", chosen by the path option)
+_OWN_PATHS = {
+    "forward": "forward",
+    "masked-forward": "masked-forward",
+    "ablation": "ablation-forward",
+}
+
+Forward = Literal["inference", "leaf", "capture"]
+
 
 def autocast_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
     """``None``/``"none"``/``"fp32"`` → ``None``; ``"bf16"``, ``"fp16"`` or a dtype → that dtype."""
@@ -82,15 +93,38 @@ def autocast_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
     raise ValueError(f"unknown autocast {value!r}; use 'bf16' or 'fp16' (or None for float32)")
 
 
+def _check_method_options(method: Method, path: str, smooth: bool) -> None:
+    """Refuse a ``path`` or ``eigen_smooth`` the method cannot honour, saying why."""
+    if path in ("activation-grad", "autograd") and not method.chooses_path:
+        only = "closed-form" if method.linear else _OWN_PATHS[method.needs]
+        raise ValueError(
+            f"method {method.name!r} is not gradient-based; it only has the {only} path"
+        )
+    if path == "closed-form" and method.uses_gradients and not method.has_closed_form:
+        raise ValueError(
+            f"method {method.name!r} has no closed form; use path='auto' or 'activation-grad'"
+        )
+    if smooth and method.linear:
+        raise ValueError(
+            f"eigen_smooth does not apply to {method.name!r} (a linear class map); use a "
+            "Grad-CAM-family method such as 'gradcam'"
+        )
+
+
+def _all_classes(targets: Targets) -> bool:
+    return isinstance(targets, str) and targets.strip().lower() == "all"
+
+
 class Explainer:
     """Grad-CAM-family heatmaps and FCN class maps for one layer of a classifier.
 
     Args:
         model: a classifier (ResNet-50 or a channel variant, any model for gradient paths).
         layer: dotted name (``"layer4.2"``) or module.
-        method: ``"gradcam"``; ``"cam"`` (class activation map ``W[c]·A``, no bias) or
-            ``"fcn"`` (score map ``W[c]·A + b[c]``), which need a GAP + linear head after the
-            layer.
+        method: a registered method name (``camkit.methods.names()``) or a
+            :class:`~camkit.methods.Method`: ``"gradcam"``; ``"cam"`` (class activation map
+            ``W[c]·A``, no bias) or ``"fcn"`` (score map ``W[c]·A + b[c]``), which need a GAP +
+            linear head after the layer.
         path: ``"auto"`` (closed form when the numeric check passes, else activation-only
             gradients), or force ``"closed-form"``, ``"activation-grad"``, ``"autograd"``.
         output_stride: 32 (the network as it is) or 16: ``layer4``'s stride becomes dilation
@@ -111,7 +145,8 @@ class Explainer:
             Maps, weights and metrics are still computed in float32.
 
     The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
-    ``.grad``, hooks), also when an exception is raised.
+    ``.grad``, hooks), also when an exception is raised. A call's result depends only on its
+    arguments: the head check runs on every batch.
 
     Example:
         >>> explainer = Explainer(resnet50(weights=None), layer="layer4.2")
@@ -123,7 +158,7 @@ class Explainer:
         self,
         model: nn.Module,
         layer: str | nn.Module = "layer4.2",
-        method: str = "gradcam",
+        method: str | Method = "gradcam",
         path: str = "auto",
         head: nn.Linear | None = None,
         output_stride: int = 32,
@@ -137,27 +172,15 @@ class Explainer:
         self.autocast = autocast_dtype(autocast)
         if output_stride not in (16, 32):
             raise ValueError(f"output_stride must be 16 or 32, got {output_stride!r}")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        self.spec = methods.get(method)
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
-        if method in ("cam", "fcn", "eigencam", "scorecam") and path in (
-            "activation-grad",
-            "autograd",
-        ):
-            raise ValueError(
-                f"method {method!r} is not gradient-based; it only has the closed-form path"
-            )
-        if eigen_smooth and method in ("cam", "fcn"):
-            raise ValueError(
-                f"eigen_smooth does not apply to {method!r} (a linear class map); use a "
-                "Grad-CAM-family method such as 'gradcam'"
-            )
+        _check_method_options(self.spec, path, eigen_smooth)
         self.eigen_smooth = eigen_smooth
         self._eigen_block = 64  # maps decomposed per eigen-smoothing block
         self.model = model
         self.layer, self.module = resolve_layer(model, layer)
-        self.method = method
+        self.method = self.spec.name
         self.path = path
         self.head = head if head is not None else find_linear_head(model)[1]
         self.output_stride = output_stride
@@ -168,7 +191,6 @@ class Explainer:
         # camkit resamples with align_corners=False everywhere; pytorch-grad-cam's Score-CAM uses
         # UpsamplingBilinear2d (align_corners=True). The parity test flips this private switch.
         self._score_align_corners = False
-        self._closed_form_failed = False
         self._stride: int | None = None
 
     def _run(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -229,23 +251,159 @@ class Explainer:
             return self._explain(images, targets)
 
     def _explain(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
-        if self.method in ("eigencam", "scorecam"):
-            return self._forward_methods(images, targets)
-        path = self.path
-        if path == "auto":
-            closed_ok = self.method in ("cam", "fcn") or not self._closed_form_failed
-            path = "closed-form" if closed_ok else "activation-grad"
-        if path == "closed-form":
-            result = self._closed_form(images, targets, strict=self.path == "closed-form")
-            if result is not None:
-                return result
-            self._closed_form_failed = True
-            path = "activation-grad"
-        if self.method == "ablationcam":
-            return self._ablation(images, targets)
-        return self._gradient_path(images, targets, leaf=path == "activation-grad")
+        """One forward, then the closed form if the method has one and the head allows it,
+        else the method's own computation (gradients, or its forward passes)."""
+        spec = self.spec
+        closed = spec.has_closed_form and self.path in ("auto", "closed-form")
+        strict = closed and (spec.linear or self.path == "closed-form")  # no fallback
+        if spec.uses_gradients and not strict:
+            mode: Forward = "capture" if self.path == "autograd" else "leaf"
+        else:
+            mode = "inference"
+        with preserved_model_state(self.model):
+            set_eval(self.model)
+            activations, logits = self._forward(images, mode)  # (N, C, h, w), (N, classes)
+            if closed and self._head_matches(activations, logits, strict):
+                path = "closed-form"
+                maps, class_ids = self._closed_form(activations, logits, targets)
+            elif spec.uses_gradients:
+                path = "autograd" if mode == "capture" else "activation-grad"
+                maps, class_ids = self._gradient_maps(activations, logits, targets)
+            else:
+                path = _OWN_PATHS[spec.needs]
+                maps, class_ids = self._own_maps(images, activations, logits, targets)
+        return self._package(maps, class_ids, logits, path, images)
 
-    def _package(self, maps, class_ids, logits, path, images) -> Heatmaps:
+    def _forward(self, images: torch.Tensor, mode: Forward) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass with the layer probed: activations and logits.
+
+        ``"inference"``: no graph; ``"leaf"``: the graph starts at the layer (no parameter
+        requires grad, so nothing before it is recorded); ``"capture"``: the whole forward is
+        recorded from the input.
+        """
+        inputs = images
+        if mode == "leaf":
+            for parameter in self.model.parameters():
+                parameter.requires_grad_(False)
+        elif mode == "capture":
+            inputs = images.clone().requires_grad_(True)
+        probe_mode = "capture" if mode == "inference" else mode
+        grad_mode = torch.inference_mode() if mode == "inference" else torch.enable_grad()
+        with LayerProbe(self.model, [self.layer], mode=probe_mode) as probe, grad_mode:
+            logits = self._run(self.model, inputs)
+        return probe.activations[self.layer], logits
+
+    def _head_matches(self, activations: torch.Tensor, logits: torch.Tensor, strict: bool) -> bool:
+        """The closed-form check ``head(mean_hw(A)) == logits``, at the forward's precision;
+        a mismatch is an error when there is no other path."""
+        with torch.no_grad():
+            rtol = HEAD_RTOL[self.autocast]
+            if head_matches(activations.detach(), self.head, logits.detach(), rtol=rtol):
+                return True
+        if strict:
+            raise ValueError(
+                f"layer {self.layer!r} (output {tuple(activations.shape)}) does not "
+                f"feed global average pooling + the linear head "
+                f"({self.head.in_features}→{self.head.out_features}): "
+                f"head(mean_hw(A)) != logits. Method {self.method!r} with the "
+                "closed form needs the last stage, e.g. 'layer4.2'"
+            )
+        return False
+
+    def _closed_form(
+        self, activations: torch.Tensor, logits: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps ``(N, K, h, w)`` where ``dY_c/dA_k = W[c, k] / (h·w)`` at every position."""
+        class_ids = resolve_targets(targets, logits)
+        every = _all_classes(targets)  # every class: the head's rows, shared by all images
+        activations = activations.detach().float()  # (N, C, h, w)
+        weight = self.head.weight.detach().float()  # (classes, C)
+        with torch.no_grad():
+            if self.spec.linear:
+                bias = self.head.bias if self.spec.bias else None
+                bias = bias.detach().float() if bias is not None else None
+                maps = class_maps(activations, weight, bias, None if every else class_ids)
+                return maps, class_ids
+            height, width = activations.shape[-2:]
+            gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
+            gradient = gradient if every else gradient[class_ids]  # (classes, C) | (N, K, C)
+            scores = logits.detach().float()
+            scores = scores if every else scores.gather(1, class_ids)  # (N, K)
+            weights = self.spec.closed_form(activations, gradient, scores)
+            return self._weighted_maps(weights, activations), class_ids
+
+    def _gradient_maps(
+        self, activations: torch.Tensor, logits: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps ``(N, K, h, w)`` from ``torch.autograd.grad`` of each target's score."""
+        class_ids = resolve_targets(targets, logits.detach())
+        values = activations.detach().float()  # (N, C, h, w)
+        count = class_ids.shape[1]
+        maps = []
+        for k in range(count):
+            score = logits.gather(1, class_ids[:, k : k + 1]).sum()
+            (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
+            if self.eigen_smooth:
+                maps.append(eigen_smooth(self.spec.contributions(values, gradients).float()))
+            else:
+                maps.append(self.spec.maps(values, gradients.float()))  # (N, h, w)
+        return torch.stack(maps, dim=1), class_ids
+
+    def _own_maps(
+        self,
+        images: torch.Tensor,
+        activations: torch.Tensor,
+        logits: torch.Tensor,
+        targets: Targets,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps from the activations alone (Eigen-CAM) or from the method's forward passes."""
+        class_ids = resolve_targets(targets, logits)
+        activations = activations.float()  # (N, C, h, w)
+        if self.spec.activation_map is not None:
+            maps = self.spec.activation_map(activations)  # (N, h, w): class-agnostic
+            return maps.unsqueeze(1).expand(-1, class_ids.shape[1], -1, -1), class_ids
+        passes = Passes(
+            model=self.model,
+            module=self.module,
+            run=self._run,
+            images=images,
+            activations=activations,
+            logits=logits,
+            class_ids=class_ids,
+            batch_size=self.batch_size,
+            score_channels=self.score_channels,
+            align_corners=self._score_align_corners,
+        )
+        maps = [
+            self._weighted_maps(weights[None], activations[index, channels][None])[0]
+            for index, (weights, channels) in enumerate(self.spec.pass_weights(passes))
+        ]  # (K, h, w) per image: weights (K, C') over its channels (C',)
+        return torch.stack(maps), class_ids
+
+    def _weighted_maps(self, weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """``relu(Σ_k w_k A_k)``, or its eigen-smoothed form; weights ``(K, C)`` shared by all
+        images or ``(N, K, C)``. Returns ``(N, K, h, w)``."""
+        if weights.ndim == 2:  # a stride-0 view, not a copy: "all" and a subset of classes
+            weights = weights.expand(len(activations), -1, -1)  # share one kernel, same numbers
+        if not self.eigen_smooth:
+            return weighted_map(activations, weights)
+        step = max(1, self._eigen_block // len(activations))  # bound the (N, K', C, h, w) block
+        return torch.cat(
+            [
+                eigen_smooth(weights[:, k : k + step, :, None, None] * activations.unsqueeze(1))
+                for k in range(0, weights.shape[1], step)
+            ],
+            dim=1,
+        )
+
+    def _package(
+        self,
+        maps: torch.Tensor,
+        class_ids: torch.Tensor,
+        logits: torch.Tensor,
+        path: str,
+        images: torch.Tensor,
+    ) -> Heatmaps:
         logits = logits.detach().float().clone()
         class_ids = class_ids.clone()
         scores = logits.gather(1, class_ids)
@@ -266,238 +424,25 @@ class Explainer:
             input_size=(int(images.shape[-2]), int(images.shape[-1])),
         )
 
-    def _closed_form(self, images, targets, strict: bool) -> Heatmaps | None:
-        with (
-            preserved_model_state(self.model),
-            LayerProbe(self.model, [self.layer]) as probe,
-        ):
-            set_eval(self.model)
-            with torch.inference_mode():
-                logits = self._run(self.model, images)
-                activations = probe.activations[self.layer]  # (N, C, h, w)
-                rtol = HEAD_RTOL[self.autocast]
-                if not head_matches(activations, self.head, logits, rtol=rtol):
-                    if self.method in ("cam", "fcn") or strict:
-                        raise ValueError(
-                            f"layer {self.layer!r} (output {tuple(activations.shape)}) does not "
-                            f"feed global average pooling + the linear head "
-                            f"({self.head.in_features}→{self.head.out_features}): "
-                            f"head(mean_hw(A)) != logits. Method {self.method!r} with the "
-                            "closed form needs the last stage, e.g. 'layer4.2'"
-                        )
-                    return None
-                all_classes = isinstance(targets, str) and targets.strip().lower() == "all"
-                class_ids = resolve_targets(targets, logits)
-                weight = self.head.weight.float()
-                activations = activations.float()
-                height, width = activations.shape[-2:]
-                if self.method == "gradcam" and not self.eigen_smooth:
-                    maps = gradcam_closed_form(
-                        activations, weight, None if all_classes else class_ids
-                    )
-                elif self.method in GRADIENT_METHODS:
-                    gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
-                    gradient = gradient if all_classes else gradient[class_ids]
-                    channel_weights = closed_form_weights(self.method, activations, gradient)
-                    maps = self._weighted_maps(channel_weights, activations)
-                elif self.method == "ablationcam":
-                    # zeroing channel k lowers logit c by W[c, k]·mean(A_k); weight = that drop / y_c
-                    chosen = (
-                        weight if all_classes else weight[class_ids]
-                    )  # (classes, C) | (N, K, C)
-                    means = activations.mean(dim=(2, 3))  # (N, C)
-                    scores = logits.float() if all_classes else logits.float().gather(1, class_ids)
-                    drops = chosen * (means.unsqueeze(1) if chosen.ndim == 3 else means[:, None, :])
-                    channel_weights = drops / scores.unsqueeze(-1)
-                    maps = self._weighted_maps(channel_weights, activations)
-                else:
-                    bias = self.head.bias if self.method == "fcn" else None
-                    bias = bias.float() if bias is not None else None
-                    maps = class_maps(activations, weight, bias, None if all_classes else class_ids)
-        return self._package(maps, class_ids, logits, "closed-form", images)
 
-    def _weighted_maps(self, weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-        """``relu(Σ_k w_k A_k)``, or its eigen-smoothed form. weights ``(N, K, C)``."""
-        if not self.eigen_smooth:
-            return torch.einsum("nkc,nchw->nkhw", weights, activations).relu()
-        step = max(1, self._eigen_block // len(activations))  # bound the (N, K', C, h, w) block
-        return torch.cat(
-            [
-                eigen_smooth(weights[:, k : k + step, :, None, None] * activations.unsqueeze(1))
-                for k in range(0, weights.shape[1], step)
-            ],
-            dim=1,
-        )
+def score_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: str = "layer4",
+    output_stride: int = 32,
+    probabilities: bool = False,
+    include_bias: bool = True,
+) -> torch.Tensor:
+    """Per-class FCN score maps ``(N, classes, h, w)`` for a batch of preprocessed images:
+    ``Explainer(model, layer, "fcn")(images, "all").maps`` (``"cam"`` without the bias).
 
-    def _gradient_path(self, images, targets, leaf: bool) -> Heatmaps:
-        mode = "leaf" if leaf else "capture"
-        with (
-            preserved_model_state(self.model),
-            LayerProbe(self.model, [self.layer], mode=mode) as probe,
-        ):
-            set_eval(self.model)
-            if leaf:
-                for parameter in self.model.parameters():
-                    parameter.requires_grad_(False)
-                inputs = images
-            else:
-                inputs = images.clone().requires_grad_(True)
-            with torch.enable_grad():
-                logits = self._run(self.model, inputs)
-            activations = probe.activations[self.layer]  # (N, C, h, w): layer_stride checked
-            class_ids = resolve_targets(targets, logits.detach())
-            count = class_ids.shape[1]
-            method_fn = gradient_method(self.method)
-            maps = []
-            for k in range(count):
-                score = logits.gather(1, class_ids[:, k : k + 1]).sum()
-                (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
-                if self.eigen_smooth:
-                    terms = contributions(self.method, activations.detach().float(), gradients)
-                    maps.append(eigen_smooth(terms.float()))
-                else:
-                    maps.append(method_fn(activations.detach().float(), gradients.float()))
-            probe.clear()
-        path = "activation-grad" if leaf else "autograd"
-        return self._package(torch.stack(maps, dim=1), class_ids, logits, path, images)
-
-    def _forward_methods(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
-        """Eigen-CAM (one forward) and Score-CAM (masked forward passes in chunks)."""
-        from tqdm import tqdm
-
-        with preserved_model_state(self.model):
-            set_eval(self.model)
-            with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
-                logits = self._run(self.model, images)
-                activations = probe.activations[self.layer].float()  # (N, C, h, w)
-            class_ids = resolve_targets(targets, logits)
-            if self.method == "eigencam":
-                maps = eigencam(activations).unsqueeze(1).expand(-1, class_ids.shape[1], -1, -1)
-                return self._package(maps, class_ids, logits, "forward", images)
-            maps = []
-            channels = activations.shape[1]
-            total = len(images) * min(channels, self.score_channels or channels)
-            bar = tqdm(
-                total=total,
-                desc="Score-CAM",
-                unit="pass",
-                leave=False,
-                disable=True if total <= 4 * self.batch_size else None,  # None: terminal only
-            )
-            network = _inference_copy(self.model)
-            with torch.inference_mode():
-                for index, image in enumerate(images):
-                    selected = torch.arange(channels, device=activations.device)
-                    if self.score_channels is not None and self.score_channels < channels:
-                        variance = activations[index].flatten(1).var(dim=1)
-                        selected = variance.topk(self.score_channels).indices
-                    # channels whose maps are equal up to a positive affine map (dead channels,
-                    # one-hot maps at the same cell) make the same mask: one pass for each
-                    distinct, inverse = _distinct_masks(activations[index, selected])
-                    counts = torch.bincount(inverse)  # channels per distinct mask
-                    masks = score_masks(
-                        activations[index, selected[distinct]],
-                        tuple(images.shape[-2:]),
-                        self._score_align_corners,
-                    )  # (C'', H, W)
-                    scores = []
-                    for start in range(0, len(masks), self.batch_size):
-                        chunk = masks[start : start + self.batch_size]
-                        masked = image.unsqueeze(0) * chunk.unsqueeze(1)
-                        masked = masked.contiguous(memory_format=torch.channels_last)
-                        scores.append(self._run(network, masked).float())
-                        bar.update(int(counts[start : start + len(chunk)].sum()))
-                    picked = class_ids[index].unsqueeze(0).expand(len(selected), -1)
-                    scores = torch.cat(scores)[inverse].gather(1, picked)  # (C', K)
-                    weights = scores.softmax(dim=0).T  # (K, C'): softmax over channels
-                    maps.append(
-                        self._weighted_maps(weights[None], activations[index, selected][None])[0]
-                    )
-            bar.close()
-        return self._package(torch.stack(maps), class_ids, logits, "masked-forward", images)
-
-    def _ablation(self, images: torch.Tensor, targets: Targets) -> Heatmaps:
-        """Ablation-CAM by forward passes: zero one channel of the layer at a time, in chunks.
-
-        ``w_k = (y_c − y_c with A_k = 0) / y_c``, ``map = relu(Σ_k w_k A_k)``.
-        """
-        with preserved_model_state(self.model):
-            set_eval(self.model)
-            with LayerProbe(self.model, [self.layer]) as probe, torch.inference_mode():
-                logits = self._run(self.model, images)
-                activations = probe.activations[self.layer].float()
-            class_ids = resolve_targets(targets, logits)
-            channels = activations.shape[1]
-            state: dict = {}
-
-            def ablate(_module, _inputs, output):
-                output = output.clone()
-                output[torch.arange(len(state["channels"])), state["channels"]] = 0
-                return output
-
-            maps = []
-            handle = self.module.register_forward_hook(ablate)
-            try:
-                with torch.inference_mode():
-                    for index, image in enumerate(images):
-                        original = logits[index, class_ids[index]].float()  # (K,)
-                        ablated = []
-                        for start in range(0, channels, self.batch_size):
-                            state["channels"] = torch.arange(
-                                start, min(start + self.batch_size, channels)
-                            )
-                            batch = image.unsqueeze(0).expand(len(state["channels"]), -1, -1, -1)
-                            ablated.append(
-                                self._run(self.model, batch).float()[:, class_ids[index]]
-                            )
-                        drops = (original - torch.cat(ablated)) / original  # (C, K)
-                        maps.append(self._weighted_maps(drops.T[None], activations[index][None])[0])
-            finally:
-                handle.remove()
-        return self._package(torch.stack(maps), class_ids, logits, "ablation-forward", images)
-
-
-def score_masks(maps: torch.Tensor, size: tuple[int, int], align_corners: bool = False):
-    """Score-CAM's masks: each map of ``maps (..., C, h, w)`` upsampled to ``size`` (bilinear)
-    and min-max normalised to [0, 1] (a flat map gives zeros)."""
-    upsampled = torch.nn.functional.interpolate(
-        maps.reshape(-1, *maps.shape[-3:]), size=size, mode="bilinear", align_corners=align_corners
-    ).reshape(*maps.shape[:-2], *size)
-    low = upsampled.flatten(-2).amin(-1)[..., None, None]
-    high = upsampled.flatten(-2).amax(-1)[..., None, None]
-    return (upsampled - low) / (high - low + 1e-8)
-
-
-def _distinct_masks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score-CAM masks are min-max normalised, so maps equal up to ``a·x + b`` (``a > 0``) give
-    the same mask. ``maps (C, h, w)`` → indices of one channel per distinct mask, and for each
-    channel the position of its mask among those (normalised maps equal to 1e-6)."""
-    flat = maps.flatten(1)
-    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-    normalised = torch.where(high > low, (flat - low) / (high - low).clamp_min(1e-30), 0)
-    keys = torch.round(normalised * 1e6)
-    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), len(maps), device=maps.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(maps), device=maps.device), "amin")
-    return first, inverse
-
-
-def _inference_copy(model: nn.Module) -> nn.Module:
-    """For forward passes that only need logits (Score-CAM's masked inputs): a copy with batch
-    norm folded into the convolutions (``torch.fx``), run on channels-last inputs — the same
-    function to float rounding, ~1.35× faster on a CPU. The model itself where it cannot be
-    traced; the user's model is never changed."""
-    import copy
-    import warnings
-
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fuse(copy.deepcopy(model)).eval()
-    except Exception:  # any model fx cannot trace runs as it is
-        return model
+    Works for any input size (224, 448, 300×500 …). ``output_stride=16`` dilates ``layer4``
+    for maps twice as dense. ``probabilities=True`` returns the softmax over classes at each
+    position (bias included). The model is left as found.
+    """
+    method = "fcn" if include_bias or probabilities else "cam"
+    maps = Explainer(model, layer, method, output_stride=output_stride)(images, "all").maps
+    return probability_maps(maps) if probabilities else maps
 
 
 class MultiLayerExplainer:

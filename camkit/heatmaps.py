@@ -9,12 +9,9 @@ from functools import cached_property
 
 import torch
 
-from camkit.cam import (
-    normalize,
-    upsample,
-)
+from camkit.cam import normalize, upsample
 
-__all__ = ["Heatmaps", "Targets", "resolve_targets"]
+__all__ = ["Heatmaps", "Targets", "check_targets", "resolve_targets", "to_image"]
 
 Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
 
@@ -49,8 +46,14 @@ class Heatmaps:
 
     @cached_property
     def upsampled(self) -> torch.Tensor:
-        """``(N, K, H, W)``: raw maps resampled bilinearly (``align_corners=False``) to the input."""
-        return upsample(self.maps, self.input_size)
+        """``(N, K, H, W)``: raw maps resampled to the model input (see :func:`to_image`)."""
+        return self.on_image(self.input_size)
+
+    def on_image(self, size: tuple[int, int] | None = None, index: int | None = None):
+        """Raw maps put on an image of ``size`` ``(H, W)`` (default: the model input), through
+        :func:`to_image`: ``(N, K, H, W)``, or ``(K, H, W)`` for one ``index``."""
+        maps = self.maps if index is None else self.maps[index]
+        return to_image(maps, tuple(size or self.input_size), self.input_size)
 
     def cpu(self) -> Heatmaps:
         """The same result with every tensor on the CPU (for numpy, files, plotting)."""
@@ -65,7 +68,42 @@ class Heatmaps:
 
     def normalized(self, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Maps in [0, 1] per map (flat maps → zeros), resampled to ``size`` (default: input)."""
-        return normalize(upsample(self.maps, size or self.input_size))
+        return normalize(self.on_image(size))
+
+
+def to_image(
+    maps: torch.Tensor, size: tuple[int, int], input_size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Put raw maps ``(..., h, w)`` on an image of ``size`` ``(H, W)``: the one place camkit
+    resamples a heatmap for drawing, metrics, records and export.
+
+    ``input_size`` is the model input the maps were computed for (the image was resized to it).
+    The convention is bilinear with ``align_corners=False`` (pytorch-grad-cam's and torch-cam's:
+    cell ``i`` is drawn at ``(i + ½)·H/h − ½``); maps already at ``size`` are returned as they are.
+    """
+    del input_size  # the grid convention does not depend on the model input
+    return upsample(maps, tuple(size))
+
+
+def check_targets(targets: Targets, num_classes: int) -> None:
+    """Refuse class ids outside ``0 … num_classes − 1`` before any work is done (the same message
+    :func:`resolve_targets` gives per batch)."""
+    if targets is None or isinstance(targets, str):
+        return
+
+    def flat(value) -> list:
+        if isinstance(value, torch.Tensor):
+            return value.reshape(-1).tolist()
+        if isinstance(value, (list, tuple)):
+            return [v for item in value for v in flat(item)]
+        return [value]
+
+    bad = [v for v in flat(targets) if isinstance(v, int) and not 0 <= v < num_classes]
+    if bad:
+        raise ValueError(
+            f"class {bad[0]} is out of range: the model has {num_classes} classes "
+            f"(0–{num_classes - 1})"
+        )
 
 
 def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,9 @@ def test_closed_form_is_gradcam_with_constant_gradients():
     every = gradcam_closed_form(activations, weight)
     assert every.shape == (2, 4, 3, 3)
     torch.testing.assert_close(every[1, 3], maps[1, 0])
+    as_many = gradcam_closed_form(activations, weight[:2])  # 2 classes for 2 images
+    assert as_many.shape == (2, 2, 3, 3)
+    torch.testing.assert_close(as_many, every[:, :2])
 
 
 def test_weighted_channel_sum_shapes_and_mismatch():

@@ -4,8 +4,9 @@ import warnings
 import pytest
 import torch
 
-from camkit.core.heads import score_maps
-from camkit.explainer import Explainer
+from camkit.core.probe import LayerProbe
+from camkit.core.surgery import dilated_last_stage
+from camkit.explainer import Explainer, score_maps
 from camkit.heatmaps import resolve_targets
 
 
@@ -47,7 +48,31 @@ def test_auto_path_choice(model, images):
         assert first.path == "activation-grad"
         reference = Explainer(model, layer, path="autograd")(images, "top-2")
         relative_close(first.maps, reference.maps)
-        assert explainer(images).path == "activation-grad"  # remembered, no wasted forward
+        assert explainer(images).path == "activation-grad"  # checked again, same forward
+
+
+def test_a_result_does_not_depend_on_earlier_calls(model, images):
+    explainer = Explainer(model, "layer4.2")
+    # logits + 1 are no longer head(mean_hw(A)): this call's check fails, the next one's passes
+    handle = model.register_forward_hook(lambda module, inputs, output: output + 1.0)
+    try:
+        shifted = explainer(images, "top-2")
+    finally:
+        handle.remove()
+    assert shifted.path == "activation-grad"
+    again = explainer(images, "top-2")
+    fresh = Explainer(model, "layer4.2")(images, "top-2")
+    assert again.path == fresh.path == "closed-form" and torch.equal(again.maps, fresh.maps)
+    relative_close(shifted.maps, again.maps)  # a constant shift does not change the gradients
+
+
+def test_every_class_when_there_are_as_many_classes_as_images(model):
+    images = torch.randn(10, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    for method in ("gradcam", "cam"):
+        every = Explainer(model, "layer4.2", method)(images, "all")
+        assert every.maps.shape == (10, 10, 2, 2)  # (N, classes, h, w), never read as (N, C)
+        one = Explainer(model, "layer4.2", method)(images, 3)
+        relative_close(every.maps[:, 3:4], one.maps)
 
 
 def test_forced_closed_form_on_wrong_layer_and_fcn_path(model, images):
@@ -220,3 +245,54 @@ def test_autocast_approximates_float32_and_says_so(model, images, layer):
     assert 0 < difference.max() <= 0.15 and difference.mean() <= 0.02  # close, not equal
     with pytest.raises(ValueError, match=r"unknown autocast 'int8'.*'bf16' or 'fp16'"):
         Explainer(model, layer, autocast="int8")
+
+
+# score_maps: Explainer(method="fcn", targets="all") as a function
+
+
+@pytest.mark.parametrize("size", [(96, 96), (64, 160), (100, 75)])
+def test_mean_of_score_maps_is_logits_for_any_size(model, size):
+    images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(images)
+    maps = score_maps(model, images)
+    assert maps.shape[:2] == (2, 10)
+    torch.testing.assert_close(maps.mean(dim=(2, 3)), logits, rtol=1e-5, atol=1e-5)
+    cams = score_maps(model, images, include_bias=False)
+    torch.testing.assert_close(cams.mean(dim=(2, 3)) + model.fc.bias, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_probability_maps(model, images):
+    probabilities = score_maps(model, images, probabilities=True)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(3, 3, 3))
+    assert (probabilities >= 0).all()
+
+
+def test_output_stride_16_doubles_resolution_and_restores_model(model, images):
+    before = [
+        (m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    coarse = score_maps(model, images)
+    dense = score_maps(model, images, output_stride=16)
+    assert dense.shape[-1] == 2 * coarse.shape[-1]
+    after = [
+        (m.stride, m.dilation, m.padding) for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    assert before == after
+    with dilated_last_stage(model), torch.no_grad():
+        logits = model(images)  # the dilated network's own logits
+    torch.testing.assert_close(dense.mean(dim=(2, 3)), logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="output_stride"):
+        score_maps(model, images, output_stride=8)
+
+
+def test_layer_that_does_not_feed_the_head_is_refused(model, images):
+    with pytest.raises(ValueError, match="global average pooling"):
+        score_maps(model, images, layer="layer3")
+
+
+def test_probe_sees_the_same_map_as_score_maps(model, images):
+    with LayerProbe(model, "layer4") as probe, torch.no_grad():
+        model(images)
+    expected = torch.einsum("kc,nchw->nkhw", model.fc.weight, probe.activations["layer4"])
+    torch.testing.assert_close(score_maps(model, images, include_bias=False), expected)

@@ -187,7 +187,8 @@ def test_multi_layer_cli(tmp_path, capsys, rgb_image):
         str(tmp_path / "s"),
     ]
     assert main(smooth) == 0
-    assert (tmp_path / "s" / "x.gradcam.png").exists()
+    # the file name names the settings that change the map (aug smoothing, a size not the model's)
+    assert (tmp_path / "s" / "x.gradcam-aug-s64.png").exists()
     capsys.readouterr()
     code = main(
         [
@@ -210,7 +211,8 @@ def test_multi_layer_cli(tmp_path, capsys, rgb_image):
     assert code == 0, err
     import json
 
-    assert json.loads(out)[0]["layer"] == "layer4.2,layer3.5"
+    record = json.loads(out)[0]
+    assert record["layer"] == "layer4.2,layer3.5" and record["fusion"] == "max"
 
 
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
@@ -324,7 +326,7 @@ def test_explain_cli_eigen_smooth_and_chunk_size(tmp_path, capsys, rgb_image):
 
 
 def test_scorecam_distinct_masks():
-    from camkit.explainer import _distinct_masks
+    from camkit.methods.score import _distinct_masks
 
     maps = torch.rand(6, 3, 3)
     maps[1] = 0  # dead
@@ -338,7 +340,7 @@ def test_scorecam_distinct_masks():
 
 
 def test_scorecam_shares_passes_without_changing_the_maps(small, small_images, monkeypatch):
-    import camkit.explainer as explain
+    import camkit.methods.score as score
     from camkit.core.probe import LayerProbe
 
     class ZeroEven(torch.nn.Module):
@@ -350,7 +352,7 @@ def test_scorecam_shares_passes_without_changing_the_maps(small, small_images, m
     with LayerProbe(dead, ["layer4.2"]) as probe, torch.no_grad():
         dead(small_images)
     activations = probe.activations["layer4.2"]
-    first, inverse = explain._distinct_masks(activations[0])
+    first, inverse = score._distinct_masks(activations[0])
     assert activations[0, ::2].eq(0).all() and inverse[::2].unique().numel() == 1
     assert len(first) <= activations.shape[1] // 2 + 1  # the dead channels share one pass
     shared = Explainer(dead, "layer4.2", "scorecam", batch_size=16)(small_images, [0, 1])
@@ -358,7 +360,7 @@ def test_scorecam_shares_passes_without_changing_the_maps(small, small_images, m
     def every_channel(maps):
         return torch.arange(len(maps)), torch.arange(len(maps))
 
-    monkeypatch.setattr(explain, "_distinct_masks", every_channel)
-    monkeypatch.setattr(explain, "_inference_copy", lambda model: model)
+    monkeypatch.setattr(score, "_distinct_masks", every_channel)
+    monkeypatch.setattr(score, "_inference_copy", lambda model: model)
     plain = Explainer(dead, "layer4.2", "scorecam", batch_size=16)(small_images, [0, 1])
     torch.testing.assert_close(shared.maps, plain.maps, rtol=1e-4, atol=1e-6)

@@ -1,4 +1,4 @@
-"""FCN-style per-class score maps from a global-average-pooling + linear head.
+"""Linear heads: finding one, checking that a layer feeds it, applying it at every position.
 
 A fully connected layer on globally pooled features is a 1×1 convolution applied at every
 position and then averaged ("convolutionalization", Long et al. 2015). For a ResNet's
@@ -8,18 +8,16 @@ position and then averaged ("convolutionalization", Long et al. 2015). For a Res
     mean_hw(score_map[c]) = logits[c]        (exact)
     CAM[c] = W[c] · A = score_map[c] − b[c]  (Zhou et al. 2016)
     Grad-CAM at layer4.2 = relu(CAM[c]) / (h·w)
+
+The maps of a whole model are ``camkit.explainer.score_maps`` (``Explainer(method="fcn")``).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from camkit.core.surgery import dilated_last_stage
-
-__all__ = ["class_maps", "find_linear_head", "head_matches", "probability_maps", "score_maps"]
+__all__ = ["class_maps", "find_linear_head", "head_matches", "probability_maps"]
 
 
 def find_linear_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -85,40 +83,3 @@ def class_maps(
 def probability_maps(score_maps: torch.Tensor) -> torch.Tensor:
     """Softmax over classes at each position of ``(N, classes, h, w)`` score maps."""
     return score_maps.softmax(dim=1)
-
-
-def score_maps(
-    model: nn.Module,
-    images: torch.Tensor,
-    layer: str = "layer4",
-    output_stride: int = 32,
-    probabilities: bool = False,
-    include_bias: bool = True,
-) -> torch.Tensor:
-    """Per-class score maps ``(N, classes, h, w)`` for a batch of preprocessed images.
-
-    Works for any input size (224, 448, 300×500 …). ``output_stride=16`` dilates ``layer4``
-    for maps twice as dense. ``probabilities=True`` returns the softmax over classes at each
-    position (bias included). The model is left as found.
-    """
-    from camkit.core.probe import LayerProbe, preserved_model_state
-
-    if output_stride not in (16, 32):
-        raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
-    _, head = find_linear_head(model)
-    dilation = dilated_last_stage(model) if output_stride == 16 else contextlib.nullcontext()
-    with preserved_model_state(model), dilation, LayerProbe(model, [layer]) as probe:
-        model.eval()
-        with torch.inference_mode():
-            logits = model(images)
-            activations = probe.activations[layer]
-            if not head_matches(activations, head, logits):
-                raise ValueError(
-                    f"layer {layer!r} does not feed global average pooling + the linear head "
-                    f"(head(mean(A)) != logits); class maps need the last stage, e.g. 'layer4'"
-                )
-            bias = head.bias if (include_bias or probabilities) else None
-            maps = class_maps(activations.float(), head.weight.float(), bias)
-            if probabilities:
-                maps = probability_maps(maps)
-    return maps.clone()

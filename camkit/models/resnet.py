@@ -252,6 +252,11 @@ def _random(
 
 def _from_checkpoint(path: Path, arch: str) -> tuple[nn.Module, ModelInfo]:
     checkpoint = load_checkpoint(path)
+    if checkpoint.get("kind") == "segmenter":  # its arch ("unet"/"seed") is no classifier name
+        raise ValueError(
+            f"{path} is a segmenter checkpoint (camkit train-seg); pass it as --segmenter, and a "
+            "classifier as --weights"
+        )
     state = checkpoint["state_dict"]
     arch = str(checkpoint.get("arch", arch))
     fc_weight = state.get("fc.weight")

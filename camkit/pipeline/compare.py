@@ -1,26 +1,27 @@
-"""Heatmap-vs-mask comparisons over images and folders (the engine of ``camkit compare``).
+"""Heatmap-vs-mask comparisons over images and folders, on the one pipeline.
 
-Masks come from files (binary: any non-zero pixel is foreground), from a ResUNet's
-prediction, or from ground truth; a mask of another size than its image is an error unless
-``resize_mask`` is set (nearest-neighbour).
+Masks come from files (binary: any non-zero pixel is foreground) or a ResUNet's prediction;
+a mask of another size than its image is an error unless ``resize_mask`` is set
+(nearest-neighbour) — the policy of :mod:`camkit.pipeline.masks`, the same in every command.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from camkit.cam import upsample
-from camkit.data.images import preprocess, read_image
-from camkit.explainer import Explainer
-from camkit.metrics.localisation import heatmap_metrics
+from camkit.data.inputs import as_inputs
 from camkit.metrics.stats import bootstrap_summary
-from camkit.pipeline.masks import load_mask
+from camkit.pipeline.masks import MaskSource
+from camkit.pipeline.records import ROW_COLUMNS, flat_row, record
+from camkit.pipeline.run import explain_images
+from camkit.pipeline.settings import Settings
 
-__all__ = ["Comparer"]
+__all__ = ["Comparer", "summarise"]
 
 
 @dataclass
@@ -30,9 +31,10 @@ class Comparer:
     Args:
         model, info: a classifier and its ``ModelInfo`` (``camkit.models.load_classifier``).
         layer, method, output_stride: what to explain (see ``Explainer``).
-        segmenter: optional ``(ResUNet, info)`` to predict masks when none is given.
+        segmenter: optional ``(ResUNet, info)`` to predict the masks.
         tolerance: pointing-game tolerance in pixels at the image's own size.
         resize_mask: resize masks of another size than their image (else an error).
+        size: model input side (default: the model's).
     """
 
     model: torch.nn.Module
@@ -45,75 +47,55 @@ class Comparer:
     resize_mask: bool = False
     size: int | None = None
 
-    def __post_init__(self) -> None:
-        self.explainer = Explainer(
-            self.model, self.layer, self.method, output_stride=self.output_stride
+    def settings(self, class_id: int | None = None) -> Settings:
+        targets = None if class_id is None else [class_id]
+        return Settings(
+            self.layer, self.method, targets, self.size, output_stride=self.output_stride
         )
 
     def heatmaps(self, images: list[np.ndarray], class_id: int | None = None):
-        """Heatmaps at each image's own size, with class ids and probabilities."""
-        size = self.size or self.info.input_size
-        batch = preprocess(images, size, self.info.mean, self.info.std)
-        targets = None if class_id is None else [class_id] * len(images)
-        result = self.explainer(batch, targets).cpu()
-        maps = [
-            upsample(result.maps[i, 0], image.shape[:2]).numpy() for i, image in enumerate(images)
-        ]
-        return maps, result
-
-    def mask_for(
-        self, image: np.ndarray, mask_path: Path | None, image_path: Path | str = "image"
-    ) -> np.ndarray:
-        return load_mask(image, mask_path, self.segmenter, self.resize_mask, image_path)
+        """Heatmaps of the first target at each image's own size, and each image's Heatmaps."""
+        results = list(explain_images(self.model, self.info, images, self.settings(class_id)))
+        return [r.maps[r.order[0]].numpy() for r in results], [r.heatmaps for r in results]
 
     def compare(
         self,
-        image_paths: list[Path],
-        mask_paths: list[Path | None],
+        image_paths: Sequence[Path],
+        mask_paths: Sequence[Path | None],
         class_id: int | None = None,
         batch_size: int = 16,
         progress: bool = False,
-    ):
-        """Yield ``(record, image, heatmap, mask)`` per image; errors become records with ``error``."""
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(image_paths), unit="img", disable=not progress, leave=False)
-        for start in range(0, len(image_paths), batch_size):
-            loaded = []
-            for path, mask_path in zip(
-                image_paths[start : start + batch_size], mask_paths[start : start + batch_size]
-            ):
-                try:
-                    image = read_image(path)
-                    loaded.append((path, image, self.mask_for(image, mask_path, path)))
-                except (OSError, ValueError) as error:
-                    yield {"image": str(path), "error": str(error)}, None, None, None
-            if loaded:
-                maps, result = self.heatmaps([image for _, image, _ in loaded], class_id)
-                for index, (path, image, mask) in enumerate(loaded):
-                    predicted = int(result.class_ids[index, 0])
-                    record = {
-                        "image": str(path),
-                        "class_id": predicted,
-                        "class_name": self.info.class_name(predicted),
-                        "probability": float(result.probabilities[index, 0]),
-                        "mask_share": float(mask.mean()),
-                        **heatmap_metrics(maps[index], mask, self.tolerance),
-                    }
-                    yield record, image, maps[index], mask
-            bar.update(len(image_paths[start : start + batch_size]))
-        bar.close()
+    ) -> Iterator[tuple[dict, np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
+        """Yield ``(row, image, heatmap, mask)`` per image (``flat_row`` of the one record);
+        an image that failed has ``status == "error"`` and ``None`` for the rest. Masks: the
+        files given, or the segmenter's where every entry is ``None``."""
+        del progress  # callers wrap the iterator in camkit's progress reporting
+        items = as_inputs(list(image_paths))
+        if all(m is None for m in mask_paths):
+            masks = MaskSource(segmenter=self.segmenter, resize=self.resize_mask)
+        else:
+            found = {item.key: m for item, m in zip(items, mask_paths) if m is not None}
+            masks = MaskSource(by_key=found, resize=self.resize_mask)
+        settings = replace(self.settings(class_id), batch_size=batch_size)
+        resolved = settings.resolved(self.model, self.info)
+        for result in explain_images(self.model, self.info, items, resolved, masks, self.tolerance):
+            row = flat_row(record(result, self.info, resolved))
+            if not result.ok:
+                yield row, None, None, None
+                continue
+            yield row, result.image, result.maps[result.order[0]].numpy(), result.mask
 
     @staticmethod
-    def summary(records: list[dict]) -> list[dict]:
-        """Mean, median and 95 % bootstrap interval of every metric over the records."""
-        keys = [
-            k
-            for k in (records[0] if records else {})
-            if k not in ("image", "class_id", "class_name", "error")
-        ]
-        keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in records)]
-        return [
-            {"metric": key, **bootstrap_summary([r.get(key) for r in records if "error" not in r])}
-            for key in keys
-        ]
+    def summary(rows: list[dict]) -> list[dict]:
+        """Mean, median and 95 % bootstrap interval of every metric over the rows."""
+        return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean, median and 95 % bootstrap interval of every numeric metric column of ``rows``
+    (flat rows; failed rows are skipped)."""
+    good = [r for r in rows if r.get("status", "ok") == "ok"]
+    fixed = {*ROW_COLUMNS, "error", "overlay", "raw", "thumb", "mask", "panel"}
+    keys = [k for k in (good[0] if good else {}) if k not in fixed]
+    keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in good)]
+    return [{"metric": key, **bootstrap_summary([r.get(key) for r in good])} for key in keys]

@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from camkit.cam import upsample
-from camkit.data.folders import find_images, match_masks, read_mask, spread
-from camkit.data.images import preprocess, read_image
-from camkit.explainer import Explainer
+from camkit.data.folders import find_images, spread
+from camkit.data.inputs import Input
 from camkit.metrics.faithfulness import average_drop, deletion_insertion
-from camkit.metrics.localisation import energy_in_mask, pointing_game
+from camkit.pipeline.masks import MaskSource
+from camkit.pipeline.run import explain_images
+from camkit.pipeline.settings import Settings
+from camkit.progress import progress as report_progress
 
 __all__ = ["evaluate_methods"]
 
 
-def _dataset(data: Path, limit: int | None):
+def _dataset(data: Path, limit: int | None, resize_mask: bool):
+    """Up to ``limit`` images of ``data`` (or ``data/images``), evenly spread, and their masks
+    from ``data/masks`` where it exists (an image without one just has no localisation)."""
     if not data.exists():
         raise FileNotFoundError(f"data folder {data} does not exist; check the path")
     images_root = data / "images" if (data / "images").is_dir() else data
     paths = spread(find_images(images_root), limit)
     if not paths:
         raise ValueError(f"no images under {images_root}")
-    found = match_masks(paths, images_root, data / "masks")
-    return paths, [found.get(path) for path in paths]
+    items = [Input(path.relative_to(images_root).as_posix(), path) for path in paths]
+    if not (data / "masks").is_dir():
+        return items, None
+    masks = MaskSource(folder=data / "masks", resize=resize_mask, required=False)
+    return items, masks.bound(items)
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def evaluate_methods(
@@ -43,61 +53,54 @@ def evaluate_methods(
     batch_size: int = 16,
     score_channels: int | None = None,
     tolerance: float = 15.0,
+    progress: bool | None = None,
+    resize_mask: bool = False,
 ) -> list[dict]:
     """One row per method: time per image, pointing game and energy in mask (when ``masks/``
-    exists beside ``images/``), deletion / insertion AUC, Average Drop, Increase in Confidence.
+    exists beside ``images/``; a mask of another size than its image is an error unless
+    ``resize_mask``, as in every command), deletion / insertion AUC, Average Drop, Increase in
+    Confidence.
 
-    Every method explains the model's predicted class on the same images.
+    Every method explains the model's predicted class on the same images, through the one
+    pipeline (maps on each image for localisation, at the model input for faithfulness).
+    ``progress``: one step per method, see :func:`camkit.progress.progress` (``None``: a bar
+    on a terminal, log lines elsewhere; ``False``: nothing).
     """
-    paths, mask_paths = _dataset(Path(data), limit)
-    pictures = [read_image(p) for p in paths]
-    size = info.input_size
+    items, masks = _dataset(Path(data), limit, resize_mask)
     device = next(model.parameters()).device
-    batch = preprocess(pictures, size, info.mean, info.std).to(device)
-    masks = [None if m is None else (read_mask(m) > 0) for m in mask_paths]
     rows = []
+    bar = report_progress(total=len(methods), desc="evaluate", unit="method", enabled=progress)
     for method in methods:
-        explainer = Explainer(
-            model,
-            layer,
-            method,
-            output_stride=output_stride,
-            batch_size=64,
-            score_channels=score_channels,
-        )
-        maps, class_ids, seconds = [], [], 0.0
-        for start in range(0, len(batch), batch_size):
-            chunk = batch[start : start + batch_size]
-            began = time.perf_counter()
-            heatmaps = explainer(chunk)
-            upsampled = heatmaps.upsampled[:, 0]
-            seconds += time.perf_counter() - began
-            maps.append(upsampled)
-            class_ids.append(heatmaps.class_ids[:, 0])
-        saliency, classes = torch.cat(maps), torch.cat(class_ids)
+        settings = Settings(
+            layer, method, output_stride=output_stride, chunk_size=64,
+            score_channels=score_channels, batch_size=batch_size,
+        )  # fmt: skip
+        results = list(explain_images(model, info, items, settings, masks, tolerance))
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            raise ValueError(failed.error)
+        inputs = torch.stack([r.input for r in results]).to(device)  # (N, 3, H, W)
+        first = [r.order[0] for r in results]
+        saliency = torch.cat([r.heatmaps.upsampled[:, k] for r, k in zip(results, first)])
+        classes = torch.tensor([int(r.heatmaps.class_ids[0, k]) for r, k in zip(results, first)])
+        saliency, classes = saliency.to(device), classes.to(device)
         faithful = deletion_insertion(
-            model, batch, saliency, classes, steps=steps, baseline=baseline
+            model, inputs, saliency, classes, steps=steps, baseline=baseline
         )
-        drop = average_drop(model, batch, saliency, classes)
-        hits, energies = [], []
-        for index, mask in enumerate(masks):
-            if mask is None:
-                continue
-            heat = upsample(saliency[index], mask.shape).cpu().numpy()
-            hits.append(pointing_game(heat, mask, tolerance))
-            energies.append(energy_in_mask(heat, mask))
-        valid_hits = [h for h in hits if h is not None]
-        valid_energy = [e for e in energies if e is not None]
+        drop = average_drop(model, inputs, saliency, classes)
+        measured = [r.metrics for r in results if r.metrics is not None]
         rows.append(
             {
                 "method": method,
-                "images": len(paths),
-                "ms_per_image": 1000 * seconds / len(paths),
-                "pointing_game": float(np.mean(valid_hits)) if valid_hits else None,
-                "energy_in_mask": float(np.mean(valid_energy)) if valid_energy else None,
+                "images": len(results),
+                "ms_per_image": 1000 * sum(r.seconds for r in results) / len(results),
+                "pointing_game": _mean([m["pointing_game"] for m in measured]),
+                "energy_in_mask": _mean([m["energy_in_mask"] for m in measured]),
                 "deletion_auc": float(faithful["deletion"].mean()),
                 "insertion_auc": float(faithful["insertion"].mean()),
                 **drop,
             }
         )
+        bar.update()
+    bar.close()
     return rows

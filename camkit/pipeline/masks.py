@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from camkit.data.images import preprocess
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
 
-__all__ = ["load_mask", "predict_masks"]
+__all__ = ["MaskSource", "check_mask", "load_mask", "predict_masks"]
 
 
 def load_mask(
@@ -27,23 +28,39 @@ def load_mask(
     """Binary mask for ``image``: from ``mask_path`` (non-zero = object), else predicted by
     ``segmenter`` (``(ResUNet, info)``). A file of another size is an error unless ``resize_mask``
     (nearest-neighbour)."""
-    import cv2
-
     if mask_path is None:
         if segmenter is None:
             raise ValueError(f"no mask for {image_path}: pass a mask file or --segmenter")
-        from camkit.pipeline.masks import predict_masks
-
         model, info = segmenter
         return predict_masks(model, info, [image])[0][0] > 0
-    mask = read_mask(mask_path)
+    return check_mask(read_mask(mask_path), image, image_path, resize_mask, mask_path)
+
+
+def check_mask(
+    mask: np.ndarray,
+    image: np.ndarray,
+    image_name: Path | str = "image",
+    resize: bool = False,
+    mask_name: Path | str = "the mask",
+) -> np.ndarray:
+    """The one size policy: a mask of another size than its image is an error naming both
+    sizes, unless ``resize`` (nearest-neighbour). Returns a bool ``H×W`` mask (non-zero = object)."""
+    import cv2
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{mask_name} must be H×W, got shape {mask.shape}")
     if mask.shape != image.shape[:2]:
-        if not resize_mask:
+        if not resize:
+            label = f"mask {mask_name}" if mask_name != "the mask" else "the mask"
             raise ValueError(
-                f"mask {mask_path} is {mask.shape[1]}×{mask.shape[0]} but image {image_path} is "
-                f"{image.shape[1]}×{image.shape[0]}; pass --resize-mask to resize it"
+                f"{label} is {mask.shape[1]}×{mask.shape[0]} but image {image_name} is "
+                f"{image.shape[1]}×{image.shape[0]}; pass --resize-mask (resize_mask=True) to "
+                "resize it"
             )
-        mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(
+            mask.astype(np.uint8), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
     return mask > 0
 
 
@@ -83,3 +100,78 @@ def predict_masks(
                 mask = probabilities.argmax(dim=0).to(torch.uint8)
             results.append((mask.numpy(), probabilities.numpy().astype(np.float32)))
     return results
+
+
+@dataclass
+class MaskSource:
+    """Where a run's masks come from, and the one size policy.
+
+    Exactly one of: ``file`` (a mask for a single image), ``folder`` (masks with the same
+    relative path and stem as each input's key, any image suffix), ``by_key`` (input key → mask
+    file), or ``segmenter`` (``(ResUNet, info)``: masks predicted on the model's device). A mask
+    file of another size than its image is an error naming both sizes, unless ``resize``
+    (nearest-neighbour); an input without a mask file is an error naming where camkit looked.
+    """
+
+    file: Path | None = None
+    folder: Path | None = None
+    by_key: dict[str, Path] | None = None
+    segmenter: tuple | None = None
+    resize: bool = False
+    required: bool = True  # False: an input without a mask file just has no metrics
+    hint: str = ""  # appended to "no mask" errors (e.g. how list-file paths are resolved)
+
+    def __post_init__(self) -> None:
+        given = [v is not None for v in (self.file, self.folder, self.by_key, self.segmenter)]
+        if sum(given) > 1 or (sum(given) == 0 and self.required):
+            raise ValueError(
+                "give exactly one mask source: a mask file (one image), a folder of masks, a "
+                "mapping of keys to mask files, or a segmenter"
+            )
+        if self.folder is not None and not Path(self.folder).is_dir():
+            raise FileNotFoundError(f"mask folder {self.folder} is not a folder; check --masks")
+        if self.file is not None and not Path(self.file).is_file():
+            raise FileNotFoundError(f"mask {self.file} does not exist; check --mask")
+
+    def bound(self, items: Sequence, model: torch.nn.Module | None = None) -> MaskSource:
+        """Ready for these inputs: a folder scanned once for their keys, a single file refused
+        for several images, the segmenter moved to ``model``'s device."""
+        from dataclasses import replace
+
+        from camkit.data.folders import masks_by_key
+
+        if self.file is not None and len(items) != 1:
+            raise ValueError(
+                f"a mask file goes with one image, got {len(items)} images; pass a folder of "
+                "masks (--masks DIR) or a segmenter"
+            )
+        if self.folder is not None:
+            found = masks_by_key([item.key for item in items], Path(self.folder))
+            return replace(self, folder=None, by_key=found, hint=self.hint or str(self.folder))
+        if self.segmenter is not None and model is not None:
+            segmenter, info = self.segmenter
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            return replace(self, segmenter=(segmenter.to(device), info))
+        return self
+
+    def from_file(self, item, image: np.ndarray) -> np.ndarray | None:
+        """The mask file's mask for ``item`` (``None`` when masks come from a segmenter)."""
+        if self.segmenter is not None:
+            return None
+        path = self.file if self.file is not None else (self.by_key or {}).get(item.key)
+        if path is None and not self.required:
+            return None
+        if path is None:
+            where = f" in {self.hint}" if self.hint else ""
+            raise ValueError(
+                f"no mask for {item.key}{where}: a mask needs the same relative path and stem "
+                "as its image (any image suffix)"
+            )
+        return load_mask(image, path, resize_mask=self.resize, image_path=item.path or item.key)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+        """Masks predicted by the segmenter for each image, or ``None`` without one."""
+        if self.segmenter is None:
+            return None
+        model, info = self.segmenter
+        return [mask > 0 for mask, _ in predict_masks(model, info, images)]

@@ -7,34 +7,33 @@ the ground-truth masks, and how much the variants' heatmaps agree with each othe
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import os
 from pathlib import Path
 
 import numpy as np
 
-from camkit.data.folders import ClassificationFolder, match_masks, read_mask, spread
-from camkit.explainer import Explainer
-from camkit.io.files import atomic_write_bytes
-from camkit.metrics.localisation import (
-    energy_in_mask,
-    pointing_game,
-    rank_correlation,
-    top_region_iou,
-)
+from camkit.data.folders import ClassificationFolder, masks_by_key, spread
+from camkit.data.inputs import Input
+from camkit.io.tables import write_csv
+from camkit.metrics.localisation import rank_correlation, top_region_iou
 from camkit.models.resnet import load_classifier
+from camkit.pipeline.masks import MaskSource
+from camkit.pipeline.run import explain_images
+from camkit.pipeline.settings import Settings
 
 __all__ = ["compare_variants"]
 
 
-def _samples(data: Path, class_names: list[str], limit: int | None):
-    """(image path, label, mask path or None) for a folder data set, evenly over the classes."""
+def _inputs(data: Path, class_names: list[str], limit: int | None) -> list[Input]:
+    """A folder data set's images, evenly over the classes, each with its true class as its
+    target."""
     samples = spread(ClassificationFolder(data, class_names=class_names).samples, limit)
     images_root = data / "images" if (data / "images").is_dir() else data
-    found = match_masks([path for path, _ in samples], images_root, data / "masks")
-    return [(path, label, found.get(path)) for path, label in samples]
+    return [
+        Input(path.relative_to(images_root).as_posix(), path, targets=(label,))
+        for path, label in samples
+    ]
 
 
 def compare_variants(
@@ -46,11 +45,11 @@ def compare_variants(
     top_fraction: float = 0.2,
     tolerance: float = 15.0,
     figure_images: int = 4,
+    resize_mask: bool = False,
 ) -> dict:
-    """Run every variant on the same images; write ``variants.csv``, ``agreement.csv`` and
-    ``variants.png`` (heatmaps side by side) under ``out``; return the tables."""
-    from camkit.cam import upsample
-    from camkit.data.images import preprocess, read_image
+    """Run every variant on the same images (Grad-CAM at ``layer4.2`` for the true class, on the
+    one pipeline); write ``variants.csv``, ``agreement.csv`` and ``variants.png`` (heatmaps side
+    by side) under ``out``; return the tables. Masks come from ``data/masks`` where present."""
     from camkit.viz.overlay import hstack, overlay, save_image, titled
 
     if len(checkpoints) < 1:
@@ -64,36 +63,39 @@ def compare_variants(
     for path, (_, info) in zip(checkpoints, models):
         if list(info.class_names) != class_names:
             raise ValueError(f"{path} has classes {list(info.class_names)}, not {class_names}")
-    samples = _samples(data, class_names, limit)
-    size = models[0][1].input_size
-    maps = {name: [] for name in names}
-    correct = {name: 0 for name in names}
-    hits = {name: [] for name in names}
-    energies = {name: [] for name in names}
-    masks, images = [], {}
+    inputs = _inputs(data, class_names, limit)
+    masks = MaskSource(
+        by_key=masks_by_key([item.key for item in inputs], data / "masks"),
+        resize=resize_mask,
+        required=False,
+    )
+    settings = Settings("layer4.2", output_stride=output_stride, batch_size=32)
     shown = set(
-        np.linspace(0, len(samples) - 1, min(figure_images, len(samples)))
+        np.linspace(0, len(inputs) - 1, min(figure_images, len(inputs)))
         .round()
         .astype(int)
         .tolist()
     )
-    for start in range(0, len(samples), 32):
-        chunk = samples[start : start + 32]
-        pictures = [read_image(p) for p, _, _ in chunk]
-        batch = preprocess(pictures, size, models[0][1].mean, models[0][1].std)
-        labels = [label for _, label, _ in chunk]
-        chunk_masks = [read_mask(m) > 0 if m is not None else None for _, _, m in chunk]
-        for name, (model, _) in zip(names, models):
-            heatmaps = Explainer(model, "layer4.2", output_stride=output_stride)(batch, labels)
-            for k, (picture, mask) in enumerate(zip(pictures, chunk_masks)):
-                heat = upsample(heatmaps.maps[k, 0], picture.shape[:2]).numpy()
-                maps[name].append(heat)
-                correct[name] += int(heatmaps.logits[k].argmax()) == labels[k]
-                if mask is not None:
-                    hits[name].append(pointing_game(heat, mask, tolerance))
-                    energies[name].append(energy_in_mask(heat, mask))
-        masks.extend(chunk_masks)
-        images.update({start + k: p for k, p in enumerate(pictures) if start + k in shown})
+    maps = {name: [] for name in names}
+    correct = {name: 0 for name in names}
+    hits = {name: [] for name in names}
+    energies = {name: [] for name in names}
+    masks_of, images = [], {}
+    for name, (model, info) in zip(names, models):
+        for index, result in enumerate(
+            explain_images(model, info, inputs, settings, masks, tolerance)
+        ):
+            if not result.ok:
+                raise ValueError(result.error)
+            maps[name].append(result.maps[0].numpy())
+            correct[name] += int(result.heatmaps.logits[0].argmax()) == inputs[index].targets[0]
+            if result.metrics is not None:
+                hits[name].append(result.metrics["pointing_game"])
+                energies[name].append(result.metrics["energy_in_mask"])
+            if name == names[0]:
+                masks_of.append(result.mask)
+                if index in shown:
+                    images[index] = result.image
 
     def mean(values):
         values = [v for v in values if v is not None]
@@ -104,10 +106,10 @@ def compare_variants(
             "variant": name,
             "checkpoint": str(path),
             "channels": info.channels,
-            "accuracy": correct[name] / len(samples),
+            "accuracy": correct[name] / len(inputs),
             "pointing_game": mean(hits[name]),
             "energy_in_mask": mean(energies[name]),
-            "images": len(samples),
+            "images": len(inputs),
         }
         for name, path, (_, info) in zip(names, checkpoints, models)
     ]
@@ -125,20 +127,16 @@ def compare_variants(
         )
     for filename, table in (("variants.csv", rows), ("agreement.csv", agreement)):
         if table:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
-            atomic_write_bytes(out / filename, buffer.getvalue().encode())
+            write_csv(out / filename, table)
     import cv2
 
     figure_rows = []
     for index, picture in sorted(images.items()):
-        mask = masks[index]
+        mask = masks_of[index]
         tiles = [
             titled(
                 cv2.resize(picture, (160, 160), interpolation=cv2.INTER_NEAREST),
-                Path(samples[index][0]).name,
+                Path(inputs[index].key).name,
             )
         ]
         for name in names:

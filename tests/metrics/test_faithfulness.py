@@ -154,4 +154,4 @@ def test_explain_cli_accepts_every_method(tmp_path, capsys, rgb_image):
             ]
         )
         assert code == 0, capsys.readouterr().err
-        assert (tmp_path / "o" / f"x.{method}.png").exists()
+        assert (tmp_path / "o" / f"x.{method}-s64.png").exists()  # a size not the model's: named

@@ -58,7 +58,7 @@ def test_compare_one_image(setup, capsys, tmp_path):
         "--json",
     )
     assert code == 0, err
-    record = json.loads(out)["images"][0]
+    record = json.loads(out)["images"][0]["metrics"]  # the one record schema: metrics nested
     for key in (
         "pointing_game",
         "energy_in_mask",
@@ -108,7 +108,8 @@ def test_compare_folder_writes_csv_and_summary(setup, capsys, tmp_path):
     assert len(rows) == 6 and {r["class_id"] for r in rows} == {"2"}
     summary = list(csv.DictReader((tmp_path / "o" / "summary.csv").read_text().splitlines()))
     assert {"pointing_game", "energy_in_mask", "pxap"} <= {r["metric"] for r in summary}
-    assert len(list((tmp_path / "o" / "panels").glob("*.png"))) == 2
+    # panels are named from the images' relative paths (panels/<class>/<name>.compare.png)
+    assert len(list((tmp_path / "o" / "panels").rglob("*.png"))) == 2
 
 
 def test_compare_bad_inputs(setup, capsys, tmp_path):
@@ -174,7 +175,7 @@ def test_explain_with_mask(setup, capsys, tmp_path):
         "--json",
     )
     assert code == 0, err
-    assert 0 <= json.loads(out)[0]["mask_metrics"]["energy_in_mask"] <= 1
+    assert 0 <= json.loads(out)[0]["metrics"]["energy_in_mask"] <= 1
     code, _, err = run(capsys, "explain", image, image, "--mask", mask, "--weights", checkpoint)
     assert code == 1 and "--mask goes with one image" in err
 

@@ -1,0 +1,91 @@
+"""``camkit layers``: every named layer with its output shape (the default layer marked)."""
+
+from __future__ import annotations
+
+import json
+
+from camkit.cli import options
+from camkit.cli.common import CLIError, device, note
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "layers",
+        help="list layer names and output shapes",
+        description="List every named layer with its output shape. Names and shapes do not "
+        "depend on the weights: without cached ImageNet weights, random ones are used.",
+    )
+    options.add_model_options(parser)
+    options.add_size_option(parser)
+    parser.add_argument("--json", action="store_true", help="print the layers as JSON")
+    parser.set_defaults(handler=run)
+
+
+def _imagenet_cached(arch: str) -> bool:
+    """Whether torchvision's ImageNet weights of ``arch`` are cached (never downloads)."""
+    import os
+    from pathlib import Path
+
+    import torch
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError):
+        return True  # an unknown model: let the loader say so
+    return (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)).is_file()
+
+
+def _load(args):
+    """The model of ``--weights``; random weights, with a note, where ImageNet's are not cached.
+    Random weights need no other note here: layer names and shapes do not depend on them."""
+    from camkit.models.resnet import load_classifier
+
+    weights = args.weights
+    if weights.lower() in ("imagenet", "default") and not _imagenet_cached(args.model):
+        note(
+            f"ImageNet weights for {args.model} are not cached; listing a randomly initialised "
+            "model (layer names and shapes do not depend on the weights)"
+        )
+        weights = "none"
+    model, info = load_classifier(weights, arch=args.model)
+    return model.to(device(args.device)), info
+
+
+def run(args) -> int:
+    from camkit.core.introspect import list_layers
+    from camkit.core.layers import default_layer
+
+    if args.size == 0:
+        raise CLIError(
+            "layers has no image: --size 0 (each image's own size) does not apply; pass a side "
+            "such as --size 224, or leave it out for the model's input size"
+        )
+    model, info = _load(args)
+    rows = list_layers(model, args.size or info.input_size)
+    try:
+        default = default_layer(model)
+    except ValueError:
+        default = None
+    if args.json:
+        rows = [
+            {
+                "name": r.name,
+                "type": r.type,
+                "output_shape": r.output_shape,
+                "parameters": r.parameters,
+                "default": r.name == default,
+            }
+            for r in rows
+        ]
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r.name) for r in rows)
+    print(f"{'layer':<{width}}  {'type':<18} {'output shape':<22} params")
+    for r in rows:
+        shape = "×".join(str(d) for d in r.output_shape[1:]) if r.output_shape else "-"
+        mark = "  ← default" if r.name == default else ""
+        print(f"{r.name:<{width}}  {r.type:<18} {shape:<22} {r.parameters:,}{mark}")
+    return 0

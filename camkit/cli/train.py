@@ -1,0 +1,60 @@
+"""``camkit train DIR --out CKPT``: train or fine-tune a ResNet-50 classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from camkit.cli import options
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a ResNet-50 classifier on a folder data set",
+        description="Train or fine-tune a ResNet-50 classifier on images/<class>/* .",
+    )
+    parser.add_argument("data", type=Path, help="data folder (images/<class>/*)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint path to write")
+    parser.add_argument(
+        "--val", type=Path, default=None, help="validation folder (default: a seeded split of DATA)"
+    )
+    parser.add_argument("--epochs", type=options.positive, default=1)
+    parser.add_argument(
+        "--size", type=options.positive, default=128, help="training side (default 128)"
+    )
+    parser.add_argument("--batch-size", type=options.positive, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--pretrained",
+        choices=("auto", "imagenet", "none"),
+        default="auto",
+        help="auto: ImageNet weights if cached locally, else from scratch",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    options.add_device_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from camkit.training.classifier import TrainConfig, train_classifier
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        size=args.size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        pretrained=args.pretrained,
+    )
+    metrics = train_classifier(
+        args.data, args.out, config, val_data=args.val, resume=args.resume, device=args.device
+    )
+    print(
+        f"epoch {metrics.get('epoch')}: validation accuracy "
+        f"{metrics.get('val_accuracy', float('nan')):.3f}, loss "
+        f"{metrics.get('val_loss', float('nan')):.3f} → {args.out}"
+    )
+    return 0

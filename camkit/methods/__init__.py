@@ -1,0 +1,36 @@
+"""CAM methods as registered objects: one module per family.
+
+``gradient`` (gradcam, gradcampp, xgradcam, hirescam, layercam), ``score`` (scorecam),
+``ablation`` (ablationcam), ``eigen`` (eigencam), ``linear`` (cam, fcn). Each module registers
+its methods on import, in that order; :func:`names` lists them, and those registered later.
+
+Example:
+    >>> from camkit import methods
+    >>> methods.get("gradcampp").needs
+    'gradients'
+    >>> methods.names()[:2]
+    ('gradcam', 'gradcampp')
+"""
+
+from __future__ import annotations
+
+from camkit.methods.base import NEEDS, Method, Passes
+from camkit.methods.registry import get, names, register, unregister
+
+# the built-in families register themselves on import, in this order
+from camkit.methods import gradient, score, ablation, eigen, linear  # isort: skip
+
+__all__ = [
+    "NEEDS",
+    "Method",
+    "Passes",
+    "ablation",
+    "eigen",
+    "get",
+    "gradient",
+    "linear",
+    "names",
+    "register",
+    "score",
+    "unregister",
+]

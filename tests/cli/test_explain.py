@@ -1,0 +1,229 @@
+"""camkit explain: panels, raw maps, records, its flags and its errors."""
+
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.cli.helpers import one_line_error, run, write_image, write_mask
+
+
+def test_explain_writes_panel_raw_and_json(capsys, tmp_path, image_path, checkpoint, model):
+    out_dir = tmp_path / "out"
+    code, out, err = run(
+        capsys,
+        "explain",
+        image_path,
+        "--weights",
+        checkpoint,
+        "--out",
+        out_dir,
+        "--topk",
+        2,
+        "--save-raw",
+        "--json",
+    )
+    assert code == 0, err
+    records = json.loads(out)
+    assert len(records) == 1
+    record = records[0]
+    assert record["layer"] == "layer4.2" and record["path"] == "closed-form"
+    assert len(record["targets"]) == 2 and record["predictions"][0]["name"] in (
+        "circle",
+        "square",
+        "triangle",
+        "star",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "j",
+    )
+    panel = cv2.imread(str(out_dir / record["outputs"]["panel"]))
+    assert panel is not None and panel.shape[0] > 64
+    raw = np.load(out_dir / record["outputs"]["raw"])
+    assert raw["maps"].shape == (2, 2, 2) and str(raw["layer"]) == "layer4.2"
+    assert list(raw["image_size"]) == [80, 100]
+    # the saved maps are the API's maps
+    from camkit.data.images import preprocess, read_image
+    from camkit.explainer import Explainer
+
+    batch = preprocess(read_image(image_path), 64)
+    expected = Explainer(model, "layer4.2")(batch, "top-2")
+    np.testing.assert_allclose(raw["maps"], expected.maps[0].numpy(), rtol=1e-5, atol=1e-7)
+    assert record["autocast"] is None
+    # the speed options: channels-last keeps the maps, autocast is recorded
+    common = ["explain", image_path, "--weights", checkpoint, "--topk", 2, "--json"]
+    code, out, err = run(capsys, *common, "--out", tmp_path / "cl", "--channels-last", "--save-raw")
+    assert code == 0, err
+    fast = np.load(tmp_path / "cl" / json.loads(out)[0]["outputs"]["raw"])["maps"]
+    np.testing.assert_allclose(fast, expected.maps[0].numpy(), rtol=1e-4, atol=1e-6)
+    code, out, err = run(capsys, *common, "--out", tmp_path / "bf", "--autocast", "bf16")
+    assert code == 0 and json.loads(out)[0]["autocast"] == "bfloat16", err
+
+
+def test_explain_text_output_and_random_weights_note(capsys, tmp_path, image_path):
+    code, out, err = run(
+        capsys,
+        "explain",
+        image_path,
+        "--weights",
+        "none",
+        "--size",
+        64,
+        "--out",
+        tmp_path / "o",
+        "--class",
+        1,
+        2,
+        "--method",
+        "fcn",
+    )
+    assert code == 0, err
+    assert "weights are random" in err
+    assert "scene.png" in out and "fcn" in out
+    # the name carries every setting that changes a map: method, classes, a size not the model's
+    assert (tmp_path / "o" / "scene.fcn-c1_2-s64.png").exists()
+
+
+def test_bad_inputs(capsys, tmp_path, image_path, checkpoint):
+    common = ["--weights", checkpoint, "--out", tmp_path / "o"]
+    one_line_error(
+        *run(capsys, "explain", tmp_path / "missing.jpg", *common)[::2], "does not exist"
+    )
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    one_line_error(*run(capsys, "explain", tmp_path / "bad.jpg", *common)[::2], "cannot decode")
+    one_line_error(
+        *run(capsys, "explain", image_path, "--layer", "layer4.7", *common)[::2],
+        "layer4.2",
+        "camkit layers",
+    )
+    one_line_error(
+        *run(capsys, "explain", image_path, "--class", 10, *common)[::2], "out of range", "0–9"
+    )
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((9, 12, 3), np.uint8))
+    # smaller than one cell: an error at native size only; resized to the model's input it has cells
+    one_line_error(*run(capsys, "explain", tiny, "--size", 0, *common)[::2], "12×9 px", "stride 32")
+    assert run(capsys, "explain", tiny, *common)[0] == 0
+    one_line_error(
+        *run(capsys, "explain", image_path, "--size", 16, *common)[::2], "16×16", "--size 224"
+    )
+    torch.save({"x": torch.zeros(1), "evil": print}, tmp_path / "evil.ckpt")
+    one_line_error(
+        *run(capsys, "explain", image_path, "--weights", tmp_path / "evil.ckpt")[::2], "refusing"
+    )
+    one_line_error(
+        *run(capsys, "explain", image_path, "--weights", tmp_path / "nope.ckpt")[::2],
+        "no such checkpoint",
+    )
+    code, _, err = run(capsys, "explain", image_path, "--alpha", 3, *common)
+    assert code == 2 and "alpha" in err
+    code, _, err = run(capsys, "explain", image_path, "--method", "magic", *common)
+    assert code == 2 and "invalid choice" in err
+
+
+def test_one_bad_image_does_not_lose_the_others(capsys, tmp_path, image_path, checkpoint):
+    (tmp_path / "broken.png").write_bytes(b"")
+    code, _out, err = run(
+        capsys,
+        "explain",
+        tmp_path / "broken.png",
+        image_path,
+        "--weights",
+        checkpoint,
+        "--out",
+        tmp_path / "o",
+    )
+    assert code == 1 and "empty" in err and "1 of 2 images failed" in err
+    assert (tmp_path / "o" / "in" / "scene.gradcam.png").exists()  # paths from the common folder
+
+
+def test_same_stem_never_overwrites(capsys, tmp_path, image_path, checkpoint):
+    other = tmp_path / "other" / "scene.png"
+    other.parent.mkdir()
+    other.write_bytes(image_path.read_bytes())
+    code, _, err = run(
+        capsys, "explain", image_path, other, "--weights", checkpoint, "--out", tmp_path / "o"
+    )
+    assert code == 0, err
+    # names come from the inputs' paths relative to their common folder
+    written = sorted(
+        p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png")
+    )
+    assert written == ["in/scene.gradcam.png", "other/scene.gradcam.png"]
+
+
+def test_resize_mask_is_an_explain_flag(capsys, tmp_path, image_path):
+    mask = write_mask(tmp_path / "half.png", 40, 50)  # the image is 80×100
+    common = ["explain", image_path, "--weights", "none", "--size", 64, "--mask", mask]
+    code, _, err = run(capsys, *common, "--out", tmp_path / "a")
+    one_line_error(code, err, "50×40 but image", "pass --resize-mask")
+    code, out, err = run(
+        capsys, *common, "--resize-mask", "--tolerance", 5, "--json", "--out", tmp_path / "b"
+    )
+    assert code == 0, err
+    assert 0 <= json.loads(out)[0]["metrics"]["energy_in_mask"] <= 1
+
+
+def test_mask_sources_are_exclusive(capsys, tmp_path, image_path, segmenter_checkpoint):
+    mask = write_mask(tmp_path / "m.png", 80, 100)
+    code, _, err = run(
+        capsys, "explain", image_path, "--mask", mask, "--segmenter", segmenter_checkpoint
+    )
+    assert code == 2 and "not allowed with" in err
+
+
+def test_segmenter_masks(capsys, tmp_path, image_path, segmenter_checkpoint):
+    code, out, err = run(capsys, "explain", image_path, "--weights", "none", "--size", 64,
+                         "--segmenter", segmenter_checkpoint, "--json", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    assert "pointing_game" in json.loads(out)[0]["metrics"]
+
+
+def test_fusion_needs_several_layers(capsys, tmp_path, image_path):
+    code, _, err = run(capsys, "explain", image_path, "--weights", "none", "--size", 64,
+                       "--fusion", "max", "--out", tmp_path / "o")  # fmt: skip
+    one_line_error(code, err, "--fusion needs several layers: --layer layer4.2,layer3.5")
+    code, _, err = run(capsys, "explain", image_path, "--weights", "none", "--size", 64,
+                       "--layer", "layer4.2,layer3.5", "--fusion", "max", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [(None, [64, 64]), ("0", [80, 100]), ("96x128", [96, 128])]
+)
+def test_size_zero_is_the_images_own_size(capsys, tmp_path, image_path, checkpoint, size, expected):
+    flags = [] if size is None else ["--size", size]
+    code, out, err = run(capsys, "explain", image_path, "--weights", checkpoint, *flags,
+                         "--save-raw", "--json", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    raw = np.load(tmp_path / "o" / json.loads(out)[0]["outputs"]["raw"])
+    assert list(raw["input_size"]) == expected  # default: the checkpoint's input size, 64
+
+
+def test_progress_lines_when_not_on_a_terminal(capsys, caplog, monkeypatch, tmp_path):
+    import camkit.progress
+
+    monkeypatch.setattr(camkit.progress, "MIN_INTERVAL", 0.0)
+    paths = [write_image(tmp_path / f"{k}.png", 64, 64, seed=k) for k in range(2)]
+    with caplog.at_level(logging.INFO, logger="camkit.progress"):
+        code, _, err = run(capsys, "explain", *paths, "--weights", "none", "--size", 64,
+                           "--batch-size", 1, "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    lines = [r.getMessage() for r in caplog.records if r.name == "camkit.progress"]
+    assert lines[0].startswith("explain: 1/2 img (50%), ") and lines[-1].startswith(
+        "explain: 2/2 img"
+    )
+    assert "done in" in lines[-1]
+
+
+def test_class_takes_several_ids_and_checks_them(capsys, tmp_path, image_path, checkpoint):
+    code, out, err = run(capsys, "explain", image_path, "--weights", checkpoint, "--class", 3, 1,
+                         "--json", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    assert [t["class_id"] for t in json.loads(out)[0]["targets"]] == [3, 1]

@@ -1,0 +1,37 @@
+"""camkit layers: names and shapes, offline."""
+
+import json
+
+from tests.cli.helpers import one_line_error, run
+
+
+def test_layers_command(capsys):
+    code, out, _ = run(capsys, "layers", "--size", 224)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("layer4.2 "))
+    assert "2048×7×7" in line and "default" in line
+    code, out, _ = run(capsys, "layers", "--json", "--size", 64)
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["layer3.5"]["output_shape"] == [1, 1024, 4, 4]
+
+
+def test_imagenet_by_default_random_offline_with_a_note(capsys, monkeypatch):
+    import camkit.cli.layers as layers
+
+    monkeypatch.setattr(layers, "_imagenet_cached", lambda arch: False)
+    code, out, err = run(capsys, "layers", "--json")
+    assert code == 0, err
+    assert err.count("\n") == 1 and err.startswith("note: ImageNet weights for resnet50 are not")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["layer4.2"]["output_shape"] == [1, 2048, 7, 7]  # default: the model's 224
+    assert rows["layer4.2"]["default"]
+
+
+def test_random_weights_need_no_note(capsys):
+    code, _, err = run(capsys, "layers", "--weights", "none", "--size", 64)
+    assert code == 0 and err == ""
+
+
+def test_size_zero_has_no_image_to_take_a_size_from(capsys):
+    code, _, err = run(capsys, "layers", "--weights", "none", "--size", 0)
+    one_line_error(code, err, "--size 0", "--size 224")

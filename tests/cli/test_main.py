@@ -1,0 +1,92 @@
+"""camkit.cli.main: exit codes, one-line errors, --debug, the entry points, a closed pipe."""
+
+import subprocess
+import sys
+
+import pytest
+
+from camkit.cli import build_parser, main
+from tests.cli.helpers import one_line_error, run
+
+COMMANDS_WITH_A_CLASSIFIER = (
+    ["explain", "x.png"],
+    ["compare", "x.png", "--mask", "m.png"],
+    ["evaluate", "d"],
+    ["export", "d"],
+    ["layers"],
+)
+
+
+def test_debug_shows_traceback(tmp_path, image_path):
+    with pytest.raises(FileNotFoundError):
+        main(
+            [
+                "--debug",
+                "explain",
+                str(tmp_path / "missing.png"),
+                "--weights",
+                str(tmp_path / "x.ckpt"),
+            ]
+        )
+
+
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run(capsys, "explain")
+    assert code == 2 and "IMG" in err
+    code, _, err = run(capsys, "no-such-command")
+    assert code == 2 and "invalid choice" in err
+
+
+@pytest.mark.parametrize("argv", COMMANDS_WITH_A_CLASSIFIER, ids=lambda a: a[0])
+def test_weights_default_to_imagenet_everywhere(argv):
+    args = build_parser().parse_args(argv)
+    assert args.weights == "imagenet" and args.model == "resnet50" and args.device is None
+
+
+def test_segmenter_checkpoint_as_weights_says_so(capsys, image_path, segmenter_checkpoint):
+    code, _, err = run(capsys, "explain", image_path, "--weights", segmenter_checkpoint)
+    one_line_error(
+        code,
+        err,
+        f"{segmenter_checkpoint} is a segmenter checkpoint (camkit train-seg); pass it as "
+        "--segmenter, and a classifier as --weights",
+    )
+    assert "unknown model" not in err
+
+
+def test_python_dash_m_and_the_console_script(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "camkit.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("camkit "), result.stderr
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "camkit"]
+    assert script.value == "camkit.cli:main" and script.load() is main
+
+
+@pytest.mark.parametrize("reader", ["head -1", "true"])
+def test_closed_pipe_is_quiet(tmp_path, reader):
+    """`camkit layers | head -1`: no 'Broken pipe' error, no traceback, exit 0 (pipefail)."""
+    command = (
+        f"set -o pipefail; {sys.executable} -m camkit.cli layers --weights none "
+        f"2>{tmp_path / 'err'} | {reader}"
+    )
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    err = (tmp_path / "err").read_text()
+    assert result.returncode == 0, err
+    assert err == ""
+    if reader == "head -1":
+        assert result.stdout.splitlines() == [result.stdout.splitlines()[0]]
+        assert result.stdout.startswith("layer")
+
+
+def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
+    import camkit.cli.layers as layers
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layers, "_load", interrupted)
+    code, _, err = run(capsys, "layers", "--weights", "none")
+    assert code == 130 and "interrupted" in err
