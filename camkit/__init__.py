@@ -13,6 +13,13 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Explainer": "camkit.explainer",
+    "MultiLayerExplainer": "camkit.explainer",
+    "augmentation_smoothed": "camkit.explainer",
+    "Settings": "camkit.pipeline.settings",
+    "explain_images": "camkit.pipeline.run",
+    "MaskSource": "camkit.pipeline.masks",
+    "record": "camkit.pipeline.records",
+    "to_image": "camkit.heatmaps",
     "Heatmaps": "camkit.heatmaps",
     "LayerProbe": "camkit.core.probe",
     "preserved_model_state": "camkit.core.probe",
@@ -42,10 +49,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from camkit.core.layers import resolve_layer
     from camkit.core.probe import LayerProbe, preserved_model_state
     from camkit.data.images import preprocess, read_image
-    from camkit.explainer import Explainer, score_maps
-    from camkit.heatmaps import Heatmaps
+    from camkit.explainer import Explainer, MultiLayerExplainer, augmentation_smoothed, score_maps
+    from camkit.heatmaps import Heatmaps, to_image
     from camkit.io.checkpoint import load_checkpoint, save_checkpoint
     from camkit.models.resnet import load_classifier, resnet50_variant
+    from camkit.pipeline.masks import MaskSource
+    from camkit.pipeline.records import record
+    from camkit.pipeline.run import explain_images
+    from camkit.pipeline.settings import Settings
     from camkit.viz.overlay import overlay, panel
 
 

@@ -17,3 +17,10 @@ def test_public_api_resolves():
 
     for name in camkit.__all__:
         assert getattr(camkit, name) is not None
+
+
+def test_the_pipeline_and_multi_layer_fusion_are_public():
+    import camkit
+
+    for name in ("MultiLayerExplainer", "Settings", "explain_images", "MaskSource", "to_image"):
+        assert name in camkit.__all__ and getattr(camkit, name) is not None

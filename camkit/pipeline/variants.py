@@ -36,6 +36,71 @@ def _inputs(data: Path, class_names: list[str], limit: int | None) -> list[Input
     ]
 
 
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _run_variant(model, info, inputs, settings, masks, tolerance) -> dict:
+    """One variant over the inputs: its maps on each image, accuracy and localisation."""
+    maps, correct, hits, energies, results = [], 0, [], [], []
+    for item, result in zip(
+        inputs, explain_images(model, info, inputs, settings, masks, tolerance)
+    ):
+        if not result.ok:
+            raise ValueError(result.error)
+        maps.append(result.maps[0].numpy())
+        correct += int(result.heatmaps.logits[0].argmax()) == item.targets[0]
+        if result.metrics is not None:
+            hits.append(result.metrics["pointing_game"])
+            energies.append(result.metrics["energy_in_mask"])
+        results.append((result.image, result.mask))
+    return {"maps": maps, "accuracy": correct / len(inputs), "pointing_game": _mean(hits),
+            "energy_in_mask": _mean(energies), "pictures": results}  # fmt: skip
+
+
+def _agreement(names: list[str], runs: dict, top_fraction: float) -> list[dict]:
+    """Spearman and top-region IoU between the maps of every pair of variants."""
+    rows = []
+    for a, b in itertools.combinations(names, 2):
+        pairs = list(zip(runs[a]["maps"], runs[b]["maps"]))
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "spearman": _mean([rank_correlation(x, y) for x, y in pairs]),
+                f"iou_top{round(top_fraction * 100)}": _mean(
+                    [top_region_iou(x, y, top_fraction) for x, y in pairs]
+                ),
+            }
+        )
+    return rows
+
+
+def _figure(names: list[str], runs: dict, inputs, count: int) -> np.ndarray | None:
+    """Rows of: image | each variant's heatmap (mask contour), for ``count`` spread images."""
+    import cv2
+
+    from camkit.viz.overlay import hstack, overlay, titled
+
+    def tile(picture, title):
+        return titled(cv2.resize(picture, (160, 160), interpolation=cv2.INTER_NEAREST), title)
+
+    shown = sorted(
+        set(np.linspace(0, len(inputs) - 1, min(count, len(inputs))).round().astype(int))
+    )
+    rows = []
+    for index in shown:
+        picture, mask = runs[names[0]]["pictures"][index]
+        tiles = [tile(picture, Path(inputs[index].key).name)]
+        tiles += [tile(overlay(picture, runs[n]["maps"][index], 0.5, mask=mask), n) for n in names]
+        rows.append(hstack(tiles))
+    if not rows:
+        return None
+    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+
+
 def compare_variants(
     checkpoints: list[str | os.PathLike],
     data: str | os.PathLike,
@@ -50,7 +115,7 @@ def compare_variants(
     """Run every variant on the same images (Grad-CAM at ``layer4.2`` for the true class, on the
     one pipeline); write ``variants.csv``, ``agreement.csv`` and ``variants.png`` (heatmaps side
     by side) under ``out``; return the tables. Masks come from ``data/masks`` where present."""
-    from camkit.viz.overlay import hstack, overlay, save_image, titled
+    from camkit.viz.overlay import save_image
 
     if len(checkpoints) < 1:
         raise ValueError("give at least one checkpoint")
@@ -70,85 +135,27 @@ def compare_variants(
         required=False,
     )
     settings = Settings("layer4.2", output_stride=output_stride, batch_size=32)
-    shown = set(
-        np.linspace(0, len(inputs) - 1, min(figure_images, len(inputs)))
-        .round()
-        .astype(int)
-        .tolist()
-    )
-    maps = {name: [] for name in names}
-    correct = {name: 0 for name in names}
-    hits = {name: [] for name in names}
-    energies = {name: [] for name in names}
-    masks_of, images = [], {}
-    for name, (model, info) in zip(names, models):
-        for index, result in enumerate(
-            explain_images(model, info, inputs, settings, masks, tolerance)
-        ):
-            if not result.ok:
-                raise ValueError(result.error)
-            maps[name].append(result.maps[0].numpy())
-            correct[name] += int(result.heatmaps.logits[0].argmax()) == inputs[index].targets[0]
-            if result.metrics is not None:
-                hits[name].append(result.metrics["pointing_game"])
-                energies[name].append(result.metrics["energy_in_mask"])
-            if name == names[0]:
-                masks_of.append(result.mask)
-                if index in shown:
-                    images[index] = result.image
-
-    def mean(values):
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else float("nan")
-
+    runs = {
+        name: _run_variant(model, info, inputs, settings, masks, tolerance)
+        for name, (model, info) in zip(names, models)
+    }
     rows = [
         {
             "variant": name,
             "checkpoint": str(path),
             "channels": info.channels,
-            "accuracy": correct[name] / len(inputs),
-            "pointing_game": mean(hits[name]),
-            "energy_in_mask": mean(energies[name]),
+            **{k: runs[name][k] for k in ("accuracy", "pointing_game", "energy_in_mask")},
             "images": len(inputs),
         }
         for name, path, (_, info) in zip(names, checkpoints, models)
     ]
-    agreement = []
-    for a, b in itertools.combinations(names, 2):
-        agreement.append(
-            {
-                "a": a,
-                "b": b,
-                "spearman": mean([rank_correlation(x, y) for x, y in zip(maps[a], maps[b])]),
-                f"iou_top{round(top_fraction * 100)}": mean(
-                    [top_region_iou(x, y, top_fraction) for x, y in zip(maps[a], maps[b])]
-                ),
-            }
-        )
+    agreement = _agreement(names, runs, top_fraction)
     for filename, table in (("variants.csv", rows), ("agreement.csv", agreement)):
         if table:
             write_csv(out / filename, table)
-    import cv2
-
-    figure_rows = []
-    for index, picture in sorted(images.items()):
-        mask = masks_of[index]
-        tiles = [
-            titled(
-                cv2.resize(picture, (160, 160), interpolation=cv2.INTER_NEAREST),
-                Path(inputs[index].key).name,
-            )
-        ]
-        for name in names:
-            tile = overlay(picture, maps[name][index], 0.5, mask=mask)
-            tiles.append(
-                titled(cv2.resize(tile, (160, 160), interpolation=cv2.INTER_NEAREST), name)
-            )
-        figure_rows.append(hstack(tiles))
-    if figure_rows:
-        gap = np.full((6, figure_rows[0].shape[1], 3), 255, np.uint8)
-        stacked = [part for row in figure_rows for part in (row, gap)][:-1]
-        save_image(out / "variants.png", np.concatenate(stacked, axis=0))
+    figure = _figure(names, runs, inputs, figure_images)
+    if figure is not None:
+        save_image(out / "variants.png", figure)
     return {
         "variants": rows,
         "agreement": agreement,

@@ -59,3 +59,16 @@ def test_progress_lines_when_not_on_a_terminal(capsys, caplog, monkeypatch, tmp_
     assert code == 0, err
     lines = [r.getMessage() for r in caplog.records if r.name == "camkit.progress"]
     assert lines[0].startswith("compare: 1/2 img (50%)") and "done in" in lines[-1]
+
+
+def test_images_of_the_same_name_in_two_folders_keep_two_panels(capsys, tmp_path):
+    for sub in ("p", "q"):
+        write_image(tmp_path / "images" / sub / "same.png", 64, 64, seed=len(sub))
+        write_mask(tmp_path / "masks" / sub / "same.png", 64, 64)
+    code, _, err = run(capsys, "compare", tmp_path / "images", "--masks", tmp_path / "masks",
+                       "--weights", "none", "--size", 64, "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    panels = sorted(
+        p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png")
+    )
+    assert panels == ["panels/p/same.compare.png", "panels/q/same.compare.png"]

@@ -227,3 +227,24 @@ def test_class_takes_several_ids_and_checks_them(capsys, tmp_path, image_path, c
                          "--json", "--out", tmp_path / "o")  # fmt: skip
     assert code == 0, err
     assert [t["class_id"] for t in json.loads(out)[0]["targets"]] == [3, 1]
+
+
+def test_settings_that_change_maps_name_the_files_and_the_records(capsys, tmp_path):
+    from tests.cli.helpers import write_image
+
+    image = write_image(tmp_path / "a.png", 64, 64)
+    common = ["explain", image, "--weights", "none", "--size", 64, "--save-raw", "--json",
+              "--out", tmp_path / "o"]  # fmt: skip
+    records = {}
+    for flags in ([], ["--eigen-smooth"], ["--output-stride", 16]):
+        code, out, err = run(capsys, *common, *flags)
+        assert code == 0, err
+        records[" ".join(map(str, flags))] = json.loads(out)[0]
+    panels = {r["outputs"]["panel"] for r in records.values()}
+    assert panels == {"a.gradcam-s64.png", "a.gradcam-eigen-s64.png", "a.gradcam-os16-s64.png"}
+    assert records["--eigen-smooth"]["smoothing"] == "eigen"
+    assert records["--output-stride 16"]["output_stride"] == 16
+    raw = np.load(tmp_path / "o" / records["--output-stride 16"]["outputs"]["raw"])
+    assert int(raw["output_stride"]) == 16 and raw["maps"].shape[-2:] == (4, 4)
+    eigen = np.load(tmp_path / "o" / records["--eigen-smooth"]["outputs"]["raw"])
+    assert str(eigen["smoothing"]) == "eigen"
