@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from camkit.cli import options
@@ -43,7 +42,7 @@ def run(args) -> int:
         args.seed,
         args.difficulty,
         args.objects,
-        progress=sys.stderr.isatty(),
+        progress=None,  # a bar on a terminal, a plain line now and then elsewhere
     )
     print(f"wrote {args.n} images and masks to {root}")
     return 0

@@ -139,7 +139,7 @@ def write_dataset(
     seed: int = 0,
     difficulty: str = "easy",
     objects: int = 1,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Path:
     """Write ``n`` samples as a folder data set and return its root.
 
@@ -155,11 +155,10 @@ def write_dataset(
         raise ValueError(f"n must be at least 1, got {n}")
     root = Path(out)
     labels = []
-    indices = range(n)
-    if progress:
-        from tqdm import tqdm
+    from camkit.progress import progress as report
 
-        indices = tqdm(indices, desc=f"shapes → {root}", unit="img", leave=False)
+    # None: a bar on a terminal, a line now and then elsewhere (camkit.progress); False: quiet
+    indices = report(range(n), desc=f"shapes → {root}", unit="img", enabled=progress)
     for index in indices:
         sample = generate(index, seed, size, difficulty, objects)
         if objects == 1:
