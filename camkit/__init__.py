@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Explainer": "camkit.explainer",
-    "MultiLayerExplainer": "camkit.explainer",
-    "augmentation_smoothed": "camkit.explainer",
+    "MultiLayerExplainer": "camkit.combine",
+    "augmentation_smoothed": "camkit.combine",
     "Settings": "camkit.pipeline.settings",
     "explain_images": "camkit.pipeline.run",
     "MaskSource": "camkit.pipeline.masks",
@@ -44,12 +44,13 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from camkit.cam import gradcam, normalize, upsample
+    from camkit.combine import MultiLayerExplainer, augmentation_smoothed
     from camkit.core.heads import class_maps
     from camkit.core.introspect import list_layers
     from camkit.core.layers import resolve_layer
     from camkit.core.probe import LayerProbe, preserved_model_state
     from camkit.data.images import preprocess, read_image
-    from camkit.explainer import Explainer, MultiLayerExplainer, augmentation_smoothed, score_maps
+    from camkit.explainer import Explainer, score_maps
     from camkit.heatmaps import Heatmaps, to_image
     from camkit.io.checkpoint import load_checkpoint, save_checkpoint
     from camkit.models.resnet import load_classifier, resnet50_variant

@@ -153,7 +153,7 @@ def test_other_torchvision_cnns(arch, layer, path):
 @pytest.mark.parametrize("fusion", ["mean", "max"])
 def test_multi_layer_fusion(model, images, fusion):
     from camkit.cam import normalize
-    from camkit.explainer import MultiLayerExplainer
+    from camkit.combine import MultiLayerExplainer
 
     fused = MultiLayerExplainer(model, "layer4.2,layer3.5", fusion=fusion)(images, "top-2")
     a = Explainer(model, "layer4.2")(images, "top-2")
@@ -220,7 +220,7 @@ def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
     module = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from camkit.explainer import augmentation_smoothed
+    from camkit.combine import augmentation_smoothed
 
     names = {"gradcam": "GradCAM", "layercam": "LayerCAM"}
     class_ids = [3, 0, 8]

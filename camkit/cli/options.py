@@ -177,7 +177,8 @@ def add_target_options(parser: argparse.ArgumentParser, several: bool = True) ->
 
 
 def _speed_arguments() -> dict[str, tuple[str, dict]]:
-    from camkit.explainer import FUSIONS, PATHS
+    from camkit.combine import FUSIONS
+    from camkit.explainer import PATHS
 
     return {
         "path": (

@@ -174,7 +174,7 @@ def _targets(settings: Settings, group: Sequence[Prepared]):
 
 def _explain(explainer, settings: Settings, batch: torch.Tensor, targets) -> Heatmaps:
     if settings.aug_smooth:
-        from camkit.explainer import augmentation_smoothed
+        from camkit.combine import augmentation_smoothed
 
         return augmentation_smoothed(explainer, batch, targets).cpu()
     return explainer(batch, targets).cpu()

@@ -75,7 +75,8 @@ class Settings:
 
     def explainer(self, model: nn.Module):
         """The Explainer (or the fusing MultiLayerExplainer) these settings describe."""
-        from camkit.explainer import Explainer, MultiLayerExplainer
+        from camkit.combine import MultiLayerExplainer
+        from camkit.explainer import Explainer
 
         options = {
             "path": self.path,
