@@ -64,6 +64,7 @@ class Progress:
         self._steps_logged = 0  # the steps of STEP done at the last line
         self._lines = 0
         self._closed = False
+        self._postfix = ""
 
     def __iter__(self) -> Iterator:
         if self.iterable is None:
@@ -86,12 +87,19 @@ class Progress:
                 self._line(now)
                 self._steps_logged = steps
 
+    def set_postfix(self, **values) -> None:
+        """Figures shown after the count (``loss=0.41``): on the bar, and in the plain lines."""
+        self._postfix = ", ".join(f"{key} {value}" for key, value in values.items())
+        if self._bar is not None:
+            self._bar.set_postfix(values, refresh=False)
+
     def _line(self, now: float, final: bool = False) -> None:
         elapsed = now - self._started
         done = f"{self.count}/{self.total}" if self.total else f"{self.count}"
         share = f" ({self.count / self.total:.0%})" if self.total and not final else ""
         when = f"done in {elapsed:.1f} s" if final else f"{elapsed:.0f} s"
-        log.info("%s: %s %s%s, %s", self.desc or "progress", done, self.unit, share, when)
+        extra = f", {self._postfix}" if self._postfix else ""
+        log.info("%s: %s %s%s, %s%s", self.desc or "progress", done, self.unit, share, when, extra)
         self._last = now
         self._lines += 1
 

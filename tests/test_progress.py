@@ -58,3 +58,22 @@ def test_a_tqdm_bar_on_a_terminal(monkeypatch, lines):
     for _ in progress(range(3), desc="bar", unit="img"):
         pass
     assert "bar" in stream.getvalue() and not lines()
+
+
+def test_training_epochs_report_loss_in_plain_lines(lines):
+    import torch
+
+    from camkit.training.loop import train_epoch
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    batches = [torch.ones(4) for _ in range(10)]
+
+    def loss_of(batch):
+        return (weight * batch).square().mean(), len(batch)
+
+    train_epoch(batches, loss_of, optimizer, schedule, "epoch 1", None)
+    got = lines()
+    assert got and got[0].startswith("epoch 1: 1/10 batch (10%)") and "loss " in got[0]
+    assert "img_s " in got[0]

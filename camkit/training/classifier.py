@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,6 @@ def train_classifier(
     config = config or TrainConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    progress = sys.stderr.isatty() if progress is None else progress
     torch.manual_seed(config.seed)
     start_epoch, history = 0, []
     checkpoint = load_checkpoint(out) if resume and out.exists() else None

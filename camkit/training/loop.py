@@ -66,15 +66,16 @@ def train_epoch(
     optimizer,
     schedule,
     desc: str,
-    progress: bool,
+    progress: bool | None,
 ) -> tuple[float, float]:
     """One pass over ``loader``: ``loss_of(batch)`` → (loss, images); a step of the optimizer
-    and the schedule per batch, a progress bar with the smoothed loss and images/s. Returns
-    (smoothed loss, images per second)."""
-    from tqdm import tqdm
+    and the schedule per batch, progress with the smoothed loss and images/s
+    (:mod:`camkit.progress`: ``None`` a bar on a terminal, a line now and then elsewhere;
+    ``False`` quiet). Returns (smoothed loss, images per second)."""
+    from camkit.progress import progress as report
 
     started, seen, loss_ema = time.perf_counter(), 0, math.nan
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
+    bar = report(loader, desc=desc, unit="batch", enabled=progress)
     for batch in bar:
         loss, count = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +86,6 @@ def train_segmenter(
     config = config or SegConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    progress = sys.stderr.isatty() if progress is None else progress
     torch.manual_seed(config.seed)
     if config.size % 32:
         raise ValueError(f"size must be a multiple of 32 for the ResUNet, got {config.size}")
