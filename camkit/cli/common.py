@@ -10,7 +10,6 @@ __all__ = [
     "check_class_ids",
     "data_folder",
     "device",
-    "input_size",
     "load_model",
     "load_segmenter",
     "note",
@@ -63,13 +62,6 @@ def load_segmenter(path: Path, model):
 
     segmenter, info = load(path)
     return segmenter.to(next(model.parameters()).device), info
-
-
-def input_size(args, info) -> int | tuple[int, int] | None:
-    """``--size``: the model's input size by default, ``None`` for 0 (each image's own size)."""
-    if args.size is None:
-        return info.input_size
-    return None if args.size == 0 else args.size
 
 
 def check_class_ids(class_ids, info) -> None:

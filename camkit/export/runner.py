@@ -63,30 +63,13 @@ class ExportConfig:
     extra: dict = field(default_factory=dict)
 
 
-def no_mask_message(item: Input, masks_root: Path) -> str:
-    """Why ``item`` has no mask: where it looked, and how list-file keys are formed."""
-    stem = Path(item.key).with_suffix("").as_posix()
-    message = (
-        f"no mask for {item.key}: looked for {masks_root / stem}.* under --masks {masks_root} "
-        "(the image's path relative to its input root, any image suffix)"
-    )
-    if item.list_file is not None:
-        message += (
-            f"; {item.key!r} is the path as written in the list file {item.list_file} — its "
-            f"relative paths are read relative to the list file's folder ({item.list_file.parent})"
-            " and masks are looked up at those same paths under --masks: write the list's lines "
-            "relative to the images' root, or pass a --masks folder that mirrors them"
-        )
-    return message
-
-
 class _Images(torch.utils.data.Dataset):
     """The pipeline's :func:`~camkit.pipeline.run.prepare` (decode, resize, mask file), run in
     DataLoader workers; failures become ``Prepared.error``."""
 
-    def __init__(self, items, settings, info, masks, stride, max_side, masks_root):
+    def __init__(self, items, settings, info, masks, stride, max_side):
         self.items, self.settings, self.info, self.masks = items, settings, info, masks
-        self.stride, self.max_side, self.masks_root = stride, max_side, masks_root
+        self.stride, self.max_side = stride, max_side
 
     def __len__(self) -> int:
         return len(self.items)
@@ -100,10 +83,6 @@ class _Images(torch.utils.data.Dataset):
         except Exception as error:  # anything else about this one file: recorded, the run goes on
             return Prepared(
                 index, item.key, str(item.path), error=f"{type(error).__name__}: {error}"
-            )
-        if prepared.error is not None and prepared.error.startswith(f"no mask for {item.key}"):
-            return Prepared(
-                index, item.key, str(item.path), error=no_mask_message(item, self.masks_root)
             )
         return prepared
 
@@ -197,9 +176,7 @@ def export(
 
     files_only = masks if masks is None or masks.segmenter is None else None
     stride = explainer.stride if config.settings.size == 0 else 1
-    dataset = _Images(
-        todo, config.settings, info, files_only, stride, config.max_side, config.masks
-    )
+    dataset = _Images(todo, config.settings, info, files_only, stride, config.max_side)
     workers = max(0, int(config.workers))
     loader = torch.utils.data.DataLoader(
         dataset,

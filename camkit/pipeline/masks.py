@@ -15,7 +15,7 @@ from camkit.data.images import preprocess
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
 
-__all__ = ["MaskSource", "check_mask", "load_mask", "predict_masks"]
+__all__ = ["MaskSource", "check_mask", "load_mask", "no_mask_message", "predict_masks"]
 
 
 def load_mask(
@@ -162,11 +162,7 @@ class MaskSource:
         if path is None and not self.required:
             return None
         if path is None:
-            where = f" in {self.hint}" if self.hint else ""
-            raise ValueError(
-                f"no mask for {item.key}{where}: a mask needs the same relative path and stem "
-                "as its image (any image suffix)"
-            )
+            raise ValueError(no_mask_message(item, self.hint))
         return load_mask(image, path, resize_mask=self.resize, image_path=item.path or item.key)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray] | None:
@@ -175,3 +171,24 @@ class MaskSource:
             return None
         model, info = self.segmenter
         return [mask > 0 for mask, _ in predict_masks(model, info, images)]
+
+
+def no_mask_message(item, masks_root: str | Path = "") -> str:
+    """Why ``item`` has no mask: where camkit looked, and how list-file keys are formed."""
+    stem = Path(item.key).with_suffix("").as_posix()
+    if not masks_root:
+        return f"no mask for {item.key}: a mask needs the same relative path and stem as its image"
+    root = Path(masks_root)
+    message = (
+        f"no mask for {item.key}: looked for {root / stem}.* under --masks {root} "
+        "(the image's path relative to its input root, any image suffix)"
+    )
+    list_file = getattr(item, "list_file", None)
+    if list_file is not None:
+        message += (
+            f"; {item.key!r} is the path as written in the list file {list_file} — its "
+            f"relative paths are read relative to the list file's folder ({list_file.parent})"
+            " and masks are looked up at those same paths under --masks: write the list's lines "
+            "relative to the images' root, or pass a --masks folder that mirrors them"
+        )
+    return message
