@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from camkit.cam import normalize
+from camkit.core.geometry import IDENTITY
 from camkit.explainer import Explainer
 from camkit.heatmaps import Heatmaps, Targets
 
@@ -65,6 +66,8 @@ class MultiLayerExplainer:
             input_size=first.input_size,
             extra={"per_layer": {r.layer: r.maps for r in results}},
             fusion=self.fusion,
+            geometry=IDENTITY if first.geometry is not None else None,  # maps at the input
+            align=first.align,
         )
 
 
@@ -85,4 +88,7 @@ def augmentation_smoothed(
     maps = normalize(result.upsampled).view(2, len(factors), count, *result.upsampled.shape[1:])
     maps = torch.cat([maps[0], maps[1].flip(-1)]).mean(dim=0)  # (N, K, H, W)
     smoothing = " + ".join(filter(None, [plain.extra.get("smoothing"), f"flip × {list(factors)}"]))
-    return replace(plain, maps=maps, extra={**plain.extra, "smoothing": smoothing})
+    geometry = IDENTITY if plain.geometry is not None else None  # maps now at the input
+    return replace(
+        plain, maps=maps, geometry=geometry, extra={**plain.extra, "smoothing": smoothing}
+    )

@@ -21,7 +21,6 @@ import torch
 
 from camkit.data.inputs import Input
 from camkit.data.shapes import CLASSES, generate, write_dataset
-from camkit.heatmaps import to_image
 from camkit.io.checkpoint import load_checkpoint
 from camkit.io.files import atomic_write_bytes
 from camkit.models.resnet import load_classifier
@@ -224,43 +223,81 @@ def _inputs(samples, info, prefix: str) -> list[Input]:
     ]
 
 
-def evaluate_localisation(model: torch.nn.Module, info, config: DemoConfig, output_stride: int):
-    """Accuracy, pointing game and energy in mask on held-out single-object images, and the
-    two-object test: each class's map has its maximum on its own object (within the tolerance,
-    and nearer to it than to the other object). Grad-CAM at ``layer4.2`` for the true classes,
-    on the one pipeline."""
+def centroid_offset(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float] | None:
+    """``(dy, dx)``: the heat-mass centroid (negative heat clipped) minus the mask's centroid,
+    in pixels; ``None`` for an empty map or mask."""
+    weights = np.clip(heat, 0, None)
+    if weights.sum() <= 0 or not mask.any():
+        return None
+    ys, xs = np.mgrid[0 : heat.shape[0], 0 : heat.shape[1]]
+    total = weights.sum()
+    heat_yx = ((weights * ys).sum() / total, (weights * xs).sum() / total)
+    mask_yx = (ys[mask].mean(), xs[mask].mean())
+    return float(heat_yx[0] - mask_yx[0]), float(heat_yx[1] - mask_yx[1])
+
+
+def _own_maximum(sample, result, tolerance: float) -> list[bool]:
+    """For each class of a two-object image: its map's maximum lies on its own object (within
+    ``tolerance`` px, and nearer to it than to the other object)."""
     import cv2
 
-    settings = Settings("layer4.2", size=config.size, output_stride=output_stride, batch_size=50)
-    singles = [generate(i, config.seed + 2, config.size) for i in range(config.n_test)]
+    own = []
+    for j, label in enumerate(sample.labels):
+        mine = sample.mask == label + 1
+        other = (sample.mask > 0) & ~mine
+        heat = result.maps[j]
+        y, x = np.unravel_index(int(heat.argmax()), heat.shape)
+        to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+        to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+        own.append(bool(to_mine <= tolerance and to_mine < to_other))
+    return own
+
+
+def evaluate_localisation(
+    model: torch.nn.Module,
+    info,
+    config: DemoConfig,
+    output_stride: int,
+    align: str = "rf",
+    difficulty: str = "easy",
+):
+    """Accuracy, pointing game, energy in mask and the heat-mass centroid's offset from the
+    object's on held-out single-object images, and the two-object test (each class's map has
+    its maximum on its own object). Grad-CAM at ``layer4.2`` for the true classes, on the one
+    pipeline, with maps put on the images by ``align``."""
+    settings = Settings(
+        "layer4.2", size=config.size, output_stride=output_stride, align=align, batch_size=50
+    )
+    singles = [generate(i, config.seed + 2, config.size, difficulty) for i in range(config.n_test)]
     inputs = _inputs(singles, info, "single")
-    hits, energies, correct = [], [], 0
-    for item, result in zip(
-        inputs, explain_images(model, info, inputs, settings, None, config.tolerance)
-    ):
+    hits, energies, offsets, correct = [], [], [], 0
+    results = explain_images(model, info, inputs, settings, None, config.tolerance)
+    for item, sample, result in zip(inputs, singles, results):
         hits.append(result.metrics["pointing_game"])
         energies.append(result.metrics["energy_in_mask"])
+        offsets.append(centroid_offset(result.maps[0].numpy(), sample.mask > 0))
         correct += int(result.heatmaps.logits[0].argmax()) == item.targets[0]
         map_size = list(result.heatmaps.maps.shape[-2:])
-    pairs = [generate(i, config.seed + 3, config.size, objects=2) for i in range(config.n_pairs)]
+    pairs = [
+        generate(i, config.seed + 3, config.size, difficulty, objects=2)
+        for i in range(config.n_pairs)
+    ]
     own = []
     for sample, result in zip(
         pairs, explain_images(model, info, _inputs(pairs, info, "pair"), settings)
     ):
-        for j, label in enumerate(sample.labels):
-            mine = sample.mask == label + 1
-            other = (sample.mask > 0) & ~mine
-            heat = result.maps[j]
-            y, x = np.unravel_index(int(heat.argmax()), heat.shape)
-            to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-            to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-            own.append(bool(to_mine <= config.tolerance and to_mine < to_other))
+        own.extend(_own_maximum(sample, result, config.tolerance))
+    offsets = np.array([o for o in offsets if o is not None])
     return {
         "output_stride": output_stride,
+        "align": align,
+        "difficulty": difficulty,
         "map_size": map_size,
         "accuracy": correct / len(singles),
         "pointing_game": float(np.mean([h for h in hits if h is not None])),
         "energy_in_mask": float(np.mean([e for e in energies if e is not None])),
+        "centroid_offset_y": float(offsets[:, 0].mean()),
+        "centroid_offset_x": float(offsets[:, 1].mean()),
         "two_object_own_max": float(np.mean(own)),
         "n_test": len(singles),
         "n_pairs": len(pairs),
@@ -281,8 +318,8 @@ def _panel(model, info, sample, config: DemoConfig, predicted=None) -> np.ndarra
     fcn = replace(settings, method="fcn", targets="all")
     (scores,) = explain_images(model, info, [replace(item[0], targets=None)], fcn)
     # softmax over classes at each cell of the score maps, then put on the image
-    probabilities = to_image(scores.heatmaps.maps[0].softmax(dim=0), sample.image.shape[:2])
-    probabilities = probabilities.numpy()
+    softmax = replace(scores.heatmaps, maps=scores.heatmaps.maps.softmax(dim=1))
+    probabilities = softmax.on_image(sample.image.shape[:2], index=0).numpy()
     mask = sample.mask > 0
     probability = float(result.heatmaps.probabilities[0, 0])
 

@@ -28,12 +28,13 @@ from torch import nn
 
 from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
+from camkit.core.geometry import LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import layer_stride
 from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
-from camkit.heatmaps import Heatmaps, Targets, resolve_targets
+from camkit.heatmaps import ALIGNS, Heatmaps, Targets, resolve_targets
 from camkit.methods import Method, Passes
 
 __all__ = [
@@ -136,6 +137,11 @@ class Explainer:
             under ``torch.autocast``: faster where the hardware has it, but the maps are then
             only approximately those of float32 (recorded in ``Heatmaps.extra["autocast"]``).
             Maps, weights and metrics are still computed in float32.
+        align: how the maps are put on images (``Heatmaps.on_image``, overlays, metrics):
+            ``"rf"`` puts each cell at its receptive-field centre (``Explainer.geometry``,
+            derived from the layer's path); ``"grid"`` is pytorch-grad-cam's and torch-cam's
+            ``align_corners=False`` convention, which draws a ResNet map ``stride/2 − ½`` px
+            down and right of its evidence.
 
     The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
     ``.grad``, hooks), also when an exception is raised. A call's result depends only on its
@@ -160,7 +166,13 @@ class Explainer:
         eigen_smooth: bool = False,
         channels_last: bool = False,
         autocast: str | torch.dtype | None = None,
+        align: str = "rf",
     ) -> None:
+        if align not in ALIGNS:
+            raise ValueError(
+                f"unknown align {align!r}; use 'rf' (receptive-field centres) or 'grid'"
+            )
+        self.align = align
         self.channels_last = bool(channels_last)
         self.autocast = autocast_dtype(autocast)
         if output_stride not in (16, 32):
@@ -185,6 +197,7 @@ class Explainer:
         # UpsamplingBilinear2d (align_corners=True). The parity test flips this private switch.
         self._score_align_corners = False
         self._stride: int | None = None
+        self._geometry: LayerGeometry | None = None
 
     def _run(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """One forward pass with the call's memory format and autocast settings."""
@@ -208,6 +221,15 @@ class Explainer:
             with self._network():
                 self._stride = layer_stride(self.model, self.layer)
         return self._stride
+
+    @property
+    def geometry(self) -> LayerGeometry:
+        """Where the layer's cells are centred in the model input (derived once, in the network
+        the call runs: dilated for output stride 16)."""
+        if self._geometry is None:
+            with self._network():
+                self._geometry = layer_geometry(self.model, self.layer)
+        return self._geometry
 
     def _device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
@@ -415,6 +437,8 @@ class Explainer:
             method=self.method,
             path=path,
             input_size=(int(images.shape[-2]), int(images.shape[-1])),
+            geometry=self.geometry if self.align == "rf" else None,
+            align=self.align,
         )
 
 

@@ -1,4 +1,5 @@
-"""Heatmaps (the frozen result of an explanation) and target resolution."""
+"""Heatmaps (the frozen result of an explanation), target resolution, and :func:`to_image`: the
+one place a map is put on an image."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from functools import cached_property
 import torch
 
 from camkit.cam import normalize, upsample
+from camkit.core.geometry import LayerGeometry
 
-__all__ = ["Heatmaps", "Targets", "check_targets", "resolve_targets", "to_image"]
+__all__ = ["ALIGNS", "Heatmaps", "Targets", "check_targets", "resolve_targets", "to_image"]
+
+ALIGNS = ("rf", "grid")  # cells at their receptive-field centres; the peers' convention
 
 Targets = int | str | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None
 
@@ -27,6 +31,10 @@ class Heatmaps:
         logits: ``(N, classes)`` the model's logits.
         layer, method, path: what was computed, and how.
         input_size: ``(H, W)`` of the model input; ``upsampled`` has this size.
+        geometry: where the layer's cells are centred in the model input
+            (:class:`~camkit.core.geometry.LayerGeometry`); ``align``: how maps are put on
+            images (``"rf"``: each cell at its receptive-field centre; ``"grid"``: the peers'
+            ``align_corners=False`` convention, also used where ``geometry`` is ``None``).
     """
 
     maps: torch.Tensor
@@ -40,6 +48,8 @@ class Heatmaps:
     input_size: tuple[int, int]
     extra: dict = field(default_factory=dict, compare=False)
     fusion: str | None = None  # "mean" or "max" when maps of several layers were fused
+    geometry: LayerGeometry | None = None
+    align: str = "rf"
 
     def __len__(self) -> int:
         return self.maps.shape[0]
@@ -53,7 +63,13 @@ class Heatmaps:
         """Raw maps put on an image of ``size`` ``(H, W)`` (default: the model input), through
         :func:`to_image`: ``(N, K, H, W)``, or ``(K, H, W)`` for one ``index``."""
         maps = self.maps if index is None else self.maps[index]
-        return to_image(maps, tuple(size or self.input_size), self.input_size)
+        size = tuple(size or self.input_size)
+        return to_image(maps, size, self.input_size, self.geometry, self.align)
+
+    @property
+    def alignment(self) -> str:
+        """The convention maps are actually drawn with: ``"grid"`` without a geometry."""
+        return self.align if self.geometry is not None else "grid"
 
     def cpu(self) -> Heatmaps:
         """The same result with every tensor on the CPU (for numpy, files, plotting)."""
@@ -72,17 +88,55 @@ class Heatmaps:
 
 
 def to_image(
-    maps: torch.Tensor, size: tuple[int, int], input_size: tuple[int, int] | None = None
+    maps: torch.Tensor,
+    size: tuple[int, int],
+    input_size: tuple[int, int] | None = None,
+    geometry: LayerGeometry | None = None,
+    align: str = "rf",
 ) -> torch.Tensor:
     """Put raw maps ``(..., h, w)`` on an image of ``size`` ``(H, W)``: the one place camkit
     resamples a heatmap for drawing, metrics, records and export.
 
-    ``input_size`` is the model input the maps were computed for (the image was resized to it).
-    The convention is bilinear with ``align_corners=False`` (pytorch-grad-cam's and torch-cam's:
-    cell ``i`` is drawn at ``(i + ½)·H/h − ½``); maps already at ``size`` are returned as they are.
+    ``align="rf"`` (with the layer's ``geometry`` and the model ``input_size`` the image was
+    resized to): bilinear between cell centres, each cell drawn at its receptive-field centre
+    ``offset + stride·i`` in the model input, taken through the preprocessing resize (pixel
+    centres: ``u = (p + ½)·input/size − ½``) to the image; flat beyond the outermost centres.
+    ``align="grid"``, or no ``geometry``: bilinear with ``align_corners=False``
+    (pytorch-grad-cam's and torch-cam's convention: cell ``i`` at ``(i + ½)·H/h − ½``, which
+    for a ResNet is ``stride/2 − ½`` px down and right of its evidence).
     """
-    del input_size  # the grid convention does not depend on the model input
-    return upsample(maps, tuple(size))
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; use 'rf' (receptive-field centres) or 'grid'")
+    size = (int(size[0]), int(size[1]))
+    if align == "grid" or geometry is None:
+        return upsample(maps, size)
+    input_size = tuple(input_size or size)
+    cells = maps.shape[-2:]
+    rows, columns = (
+        _axis_weights(out, model, count, stride, offset).to(maps.device)
+        for out, model, count, stride, offset in zip(
+            size, input_size, cells, geometry.stride, geometry.offset
+        )
+    )
+    return rows @ maps.float() @ columns.T
+
+
+def _axis_weights(
+    pixels: int, model_pixels: int, cells: int, stride: float, offset: float
+) -> torch.Tensor:
+    """``(pixels, cells)`` bilinear weights: image pixel ``p`` → model-input coordinate
+    ``u = (p + ½)·model_pixels/pixels − ½`` → cell coordinate ``(u − offset)/stride``, clamped
+    to the outermost cells."""
+    position = (torch.arange(pixels, dtype=torch.float64) + 0.5) * model_pixels / pixels - 0.5
+    cell = ((position - offset) / stride).clamp(0, cells - 1)
+    low = cell.floor().clamp(max=max(cells - 2, 0)).long()
+    high = (low + 1).clamp(max=cells - 1)
+    fraction = cell - low
+    weights = torch.zeros(pixels, cells, dtype=torch.float64)
+    rows = torch.arange(pixels)
+    weights[rows, low] += 1 - fraction
+    weights[rows, high] += fraction
+    return weights.float()
 
 
 def check_targets(targets: Targets, num_classes: int) -> None:

@@ -71,13 +71,14 @@ def reference_cam(name, model, layer, images, class_ids, eigen_smooth=False, **k
 def test_gradient_methods_match_pytorch_grad_cam(model, images, method, name, layer):
     class_ids = [1, 7, 4]
     theirs = reference_cam(name, model, layer, images, class_ids)
-    ours = Explainer(model, layer, method)(images, class_ids).normalized()[:, 0].numpy()
+    ours = Explainer(model, layer, method, align="grid")(images, class_ids).normalized()[:, 0]
+    ours = ours.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
 def test_eigencam_matches_pytorch_grad_cam(model, images):
     theirs = reference_cam("EigenCAM", model, "layer4.2", images, [0, 0, 0])
-    heatmaps = Explainer(model, "layer4.2", "eigencam")(images, "top-2")
+    heatmaps = Explainer(model, "layer4.2", "eigencam", align="grid")(images, "top-2")
     assert heatmaps.path == "forward" and torch.equal(heatmaps.maps[:, 0], heatmaps.maps[:, 1])
     np.testing.assert_allclose(heatmaps.normalized()[:, 0].numpy(), theirs, atol=1e-4)
 
@@ -85,7 +86,7 @@ def test_eigencam_matches_pytorch_grad_cam(model, images):
 def test_ablationcam_matches_pytorch_grad_cam(small, small_images):
     class_ids = [2, 3]
     theirs = reference_cam("AblationCAM", small, "layer4.2", small_images, class_ids, batch_size=16)
-    closed = Explainer(small, "layer4.2", "ablationcam")(small_images, class_ids)
+    closed = Explainer(small, "layer4.2", "ablationcam", align="grid")(small_images, class_ids)
     forward = Explainer(small, "layer4.2", "ablationcam", path="autograd", batch_size=16)(
         small_images, class_ids
     )
@@ -98,7 +99,7 @@ def test_ablationcam_matches_pytorch_grad_cam(small, small_images):
 def test_scorecam_matches_pytorch_grad_cam_with_its_upsampling(small, small_images):
     class_ids = [0, 4]
     theirs = reference_cam("ScoreCAM", small, "layer4.2", small_images, class_ids)
-    explainer = Explainer(small, "layer4.2", "scorecam", batch_size=16)
+    explainer = Explainer(small, "layer4.2", "scorecam", batch_size=16, align="grid")
     explainer._score_align_corners = True  # pytorch-grad-cam's UpsamplingBilinear2d
     same = explainer(small_images, class_ids)
     assert same.path == "masked-forward"
@@ -231,7 +232,8 @@ def test_augmentation_smoothing_matches_pytorch_grad_cam(model, images, method):
             aug_smooth=True,
         )
     model.zero_grad(set_to_none=True)
-    smoothed = augmentation_smoothed(Explainer(model, "layer4.2", method), images, class_ids)
+    explainer = Explainer(model, "layer4.2", method, align="grid")
+    smoothed = augmentation_smoothed(explainer, images, class_ids)
     assert smoothed.maps.shape == (3, 1, 96, 96) and "flip" in smoothed.extra["smoothing"]
     np.testing.assert_allclose(smoothed.maps[:, 0].numpy(), theirs, atol=1e-4)
 
@@ -254,11 +256,11 @@ def reference_eigen_smoothed(name, model, layer, images, class_ids, **kwargs):
 def test_eigen_smoothing_matches_pytorch_grad_cam(model, images, method, name, layer):
     class_ids = [3, 0, 8]
     theirs = reference_eigen_smoothed(name, model, layer, images, class_ids)
-    smoothed = Explainer(model, layer, method, eigen_smooth=True)(images, class_ids)
+    smoothed = Explainer(model, layer, method, eigen_smooth=True, align="grid")(images, class_ids)
     assert smoothed.extra["smoothing"] == "eigen"
     assert smoothed.path == ("closed-form" if layer == "layer4.2" else "activation-grad")
     np.testing.assert_allclose(smoothed.normalized()[:, 0].numpy(), theirs, atol=1e-4)
-    plain = Explainer(model, layer, method)(images, class_ids)
+    plain = Explainer(model, layer, method, align="grid")(images, class_ids)
     assert not torch.allclose(plain.normalized(), smoothed.normalized(), atol=1e-3)
 
 
@@ -288,12 +290,16 @@ def test_eigen_smoothing_forward_methods_match_pytorch_grad_cam(small, small_ima
         "AblationCAM", small, "layer4.2", small_images, class_ids, batch_size=16
     )
     for path in ("auto", "autograd"):  # closed form and ablated forward passes
-        ours = Explainer(small, "layer4.2", "ablationcam", path=path, eigen_smooth=True)
+        ours = Explainer(
+            small, "layer4.2", "ablationcam", path=path, eigen_smooth=True, align="grid"
+        )
         np.testing.assert_allclose(
             ours(small_images, class_ids).normalized()[:, 0].numpy(), theirs, atol=1e-3
         )
     theirs = reference_eigen_smoothed("ScoreCAM", small, "layer4.2", small_images, class_ids)
-    explainer = Explainer(small, "layer4.2", "scorecam", batch_size=16, eigen_smooth=True)
+    explainer = Explainer(
+        small, "layer4.2", "scorecam", batch_size=16, eigen_smooth=True, align="grid"
+    )
     explainer._score_align_corners = True
     ours = explainer(small_images, class_ids).normalized()[:, 0].numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4)

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
     options.add_layer_options(parser)
     options.add_target_options(parser, several=False)
     options.add_size_option(parser)
-    options.add_speed_options(parser, only=("output_stride",))
+    options.add_speed_options(parser, only=("output_stride", "align"))
     options.add_output_options(parser, "camkit-compare")
     parser.add_argument(
         "--panels", type=int, default=None, help="panels to write in folder mode (default 16)"

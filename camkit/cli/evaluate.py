@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--n", type=options.positive, default=50, help="images, spread over the folder (default 50)"
     )
-    options.add_speed_options(parser, only=("output_stride", "score_channels"))
+    options.add_speed_options(parser, only=("output_stride", "score_channels", "align"))
     parser.add_argument(
         "--steps", type=options.positive, default=32, help="deletion/insertion steps (default 32)"
     )

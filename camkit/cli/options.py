@@ -179,6 +179,7 @@ def add_target_options(parser: argparse.ArgumentParser, several: bool = True) ->
 def _speed_arguments() -> dict[str, tuple[str, dict]]:
     from camkit.combine import FUSIONS
     from camkit.explainer import PATHS
+    from camkit.heatmaps import ALIGNS
 
     return {
         "path": (
@@ -247,6 +248,16 @@ def _speed_arguments() -> dict[str, tuple[str, dict]]:
                 "often faster",
             },
         ),
+        "align": (
+            "--align",
+            {
+                "choices": ALIGNS,
+                "default": "rf",
+                "help": "how maps are put on images: rf puts each cell at its receptive-field "
+                "centre (default); grid is pytorch-grad-cam's convention (align_corners=False), "
+                "which draws a ResNet map stride/2 px down and right of its evidence",
+            },
+        ),
         "autocast": (
             "--autocast",
             {
@@ -269,6 +280,7 @@ SPEED_OPTIONS = (
     "fusion",
     "channels_last",
     "autocast",
+    "align",
 )
 
 

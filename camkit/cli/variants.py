@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
         default=200,
         help="images to use, spread over the classes (default 200)",
     )
-    options.add_speed_options(compare, only=("output_stride",))
+    options.add_speed_options(compare, only=("output_stride", "align"))
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(handler=run)
 

@@ -55,10 +55,18 @@ IDENTITY_KEYS = (
     "aug_smooth",
     "fusion",
     "score_channels",
+    "align",
 )
-# identity keys added later: at these values they are left out of the hash, so an export made
-# before they existed keeps its settings id
-_LATER_DEFAULTS = {"autocast": None, "aug_smooth": False, "fusion": None, "score_channels": None}
+# identity keys added later, with the value an export made before them had: at these values
+# they are left out of the hash (so such an export keeps its settings id), and an export.json
+# without them is read as having them ("align": exports before it drew maps on the grid)
+_LATER_DEFAULTS = {
+    "autocast": None,
+    "aug_smooth": False,
+    "fusion": None,
+    "score_channels": None,
+    "align": "grid",
+}
 PART_NAME = re.compile(r"part-(\d+)-of-(\d+)\.jsonl")  # a shard's manifest: part-K-of-N
 
 
@@ -107,7 +115,7 @@ def make_settings(config, model_id: str, segmenter_id: str | None) -> dict:
 
 def settings_id(settings: dict) -> str:
     """A short hash of the settings that decide what an output holds (``IDENTITY_KEYS``)."""
-    identity = {k: settings.get(k) for k in IDENTITY_KEYS}
+    identity = {k: settings.get(k, _LATER_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
     for key, default in _LATER_DEFAULTS.items():
         if identity[key] == default:
             del identity[key]
@@ -132,9 +140,10 @@ def check_settings(out: Path, settings: dict, overwrite: bool, tag: str) -> None
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = {}
-        changed = [k for k in IDENTITY_KEYS if previous.get(k) != settings.get(k)]
+        previous = {k: previous.get(k, _LATER_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
+        changed = [k for k in IDENTITY_KEYS if previous[k] != settings.get(k)]
         if changed and not overwrite and manifest_files(out):
-            details = "; ".join(f"{k}: {previous.get(k)!r} → {settings.get(k)!r}" for k in changed)
+            details = "; ".join(f"{k}: {previous[k]!r} → {settings.get(k)!r}" for k in changed)
             raise ExportError(
                 f"{out} holds an export made with other settings ({details}); pass --overwrite "
                 "to redo every image with the new ones, or choose another --out"

@@ -9,6 +9,12 @@ JSON record (``record``)::
     fusion, smoothing, autocast, output_stride, targets_spec
                                 every setting that changes a map (None where unused)
     input_size, image_size      [H, W] of the model input and of the image maps are drawn on
+    align                       how maps are put on the image: "rf" (each cell at its
+                                receptive-field centre) or "grid" (the peers' convention)
+    geometry                    the layer's cells in the model input (None with "grid"):
+                                cell i of an axis is centred on pixel offset + stride·i;
+                                stride, offset, receptive_field ([y, x]), source
+                                ("derived" from the layer's path, or "measured")
     predictions                 the five most probable classes: class_id, name, probability
     targets                     the explained classes (by decreasing score when all are
                                 explained; at most 50): class_id, name, score, probability
@@ -18,7 +24,8 @@ JSON record (``record``)::
 NPZ (``raw_arrays``): ``maps`` float32 ``(K, h, w)`` raw maps at the layer's resolution (all
 targets, in ``class_ids`` order), ``class_ids``, ``scores``, ``probabilities``, and ``key``,
 ``layer``, ``method``, ``path``, ``fusion``, ``smoothing``, ``autocast``, ``output_stride``,
-``input_size``, ``image_size``.
+``input_size``, ``image_size``, ``align``, and with ``"rf"`` ``cell_stride`` and ``cell_offset``
+(``[y, x]``), so ``camkit.to_image`` can put the raw maps on the image again.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ def _setting_fields(result: Result, settings: Settings) -> dict:
         "targets_spec": targets,
         "input_size": list(heatmaps.input_size),
         "image_size": list(result.image.shape[:2]),
+        "align": heatmaps.alignment,
+        "geometry": heatmaps.geometry.describe() if heatmaps.alignment == "rf" else None,
     }
 
 
@@ -96,11 +105,14 @@ def raw_arrays(result: Result, settings: Settings) -> dict[str, np.ndarray]:
         "probabilities": heatmaps.probabilities[0].numpy(),
         "key": np.array(result.key),
     }
-    for name in ("layer", "method", "path", "fusion", "smoothing", "autocast"):
+    for name in ("layer", "method", "path", "fusion", "smoothing", "autocast", "align"):
         arrays[name] = np.array("" if fields[name] is None else fields[name])
     arrays["output_stride"] = np.array(fields["output_stride"])
     arrays["input_size"] = np.array(fields["input_size"])
     arrays["image_size"] = np.array(fields["image_size"])
+    if fields["geometry"] is not None:
+        arrays["cell_stride"] = np.array(fields["geometry"]["stride"])
+        arrays["cell_offset"] = np.array(fields["geometry"]["offset"])
     return arrays
 
 

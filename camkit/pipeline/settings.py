@@ -31,6 +31,8 @@ class Settings:
         size: model input side or ``(H, W)``; ``None``: the model's own; ``0``: native size.
         aug_smooth: test-time augmentation smoothing (flips × intensities).
         fusion: ``"mean"`` or ``"max"``, only with several layers.
+        align: how maps are put on images: ``"rf"`` (each cell at its receptive-field centre)
+            or ``"grid"`` (the peers' ``align_corners=False`` convention).
         batch_size: images per forward pass.
     """
 
@@ -47,6 +49,7 @@ class Settings:
     score_channels: int | None = None
     channels_last: bool = False
     autocast: str | None = None
+    align: str = "rf"
     batch_size: int = 16
 
     @property
@@ -86,6 +89,7 @@ class Settings:
             "eigen_smooth": self.eigen_smooth,
             "channels_last": self.channels_last,
             "autocast": self.autocast,
+            "align": self.align,
         }
         if len(self.layers) > 1:
             return MultiLayerExplainer(
@@ -122,6 +126,8 @@ def settings_tag(
         parts.append("aug")
     if settings.autocast:
         parts.append(str(settings.autocast))
+    if settings.align != "rf":
+        parts.append(settings.align)
     targets = settings.targets
     if isinstance(targets, str):
         parts.append(targets.replace("-", ""))

@@ -248,3 +248,32 @@ def test_settings_that_change_maps_name_the_files_and_the_records(capsys, tmp_pa
     assert int(raw["output_stride"]) == 16 and raw["maps"].shape[-2:] == (4, 4)
     eigen = np.load(tmp_path / "o" / records["--eigen-smooth"]["outputs"]["raw"])
     assert str(eigen["smoothing"]) == "eigen"
+
+
+def test_align_is_a_flag_named_in_files_and_records(capsys, tmp_path):
+    from camkit.heatmaps import to_image
+
+    image = write_image(tmp_path / "a.png", 48, 80)
+    common = ["explain", image, "--weights", "none", "--size", 0, "--save-raw", "--json",
+              "--out", tmp_path / "o"]  # fmt: skip
+    records = {}
+    for align in ("rf", "grid"):
+        code, out, err = run(capsys, *common, "--align", align)
+        assert code == 0, err
+        records[align] = json.loads(out)[0]
+    assert records["rf"]["outputs"]["panel"] == "a.gradcam-native.png"
+    assert records["grid"]["outputs"]["panel"] == "a.gradcam-grid-native.png"
+    assert records["grid"]["align"] == "grid" and records["grid"]["geometry"] is None
+    geometry = records["rf"]["geometry"]
+    assert records["rf"]["align"] == "rf" and geometry["source"] == "derived"
+    assert geometry["stride"] == [32.0, 32.0] and geometry["offset"] == [0.0, 0.0]
+    raw = np.load(tmp_path / "o" / records["rf"]["outputs"]["raw"])
+    assert str(raw["align"]) == "rf" and raw["cell_stride"].tolist() == [32.0, 32.0]
+    # the NPZ holds what it takes to put the raw maps on the image again
+    from camkit.core.geometry import LayerGeometry
+
+    cells = LayerGeometry(tuple(raw["cell_stride"]), tuple(raw["cell_offset"]), (1.0, 1.0))
+    on_image = to_image(torch.from_numpy(raw["maps"]), (48, 80), tuple(raw["input_size"]), cells)
+    assert on_image.shape == (1, 48, 80) and torch.isfinite(on_image).all()
+    code, _, err = run(capsys, *common, "--align", "centre")
+    assert code == 2 and "invalid choice: 'centre'" in err

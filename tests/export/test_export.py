@@ -94,6 +94,27 @@ def test_rerun_resumes_and_refuses_changed_settings(capsys, tmp_path, folder, ch
     assert code == 3 and "0 exported, 18 already done" in stdout
     code, _, err = run(capsys, *common, "--method", "layercam", "--autocast", "bf16")
     assert code == 1 and "autocast: None → 'bf16'" in err
+    code, _, err = run(capsys, *common, "--method", "layercam", "--align", "grid")
+    assert code == 1 and "align: 'rf' → 'grid'" in err
+
+
+def test_an_export_from_before_align_is_not_resumed_aligned(capsys, tmp_path, folder, checkpoint):
+    """An export.json without ``align`` was drawn on the grid: resumed only with --align grid,
+    and its settings id (in every record) is unchanged."""
+    from camkit.export.manifest import settings_id
+
+    out = tmp_path / "out"
+    common = ["export", folder / "images", "--out", out, "--weights", checkpoint, "--workers", "0"]
+    assert run(capsys, *common, "--align", "grid")[0] == 3
+    settings = json.loads((out / "export.json").read_text())
+    before = settings_id(settings)
+    del settings["align"]
+    (out / "export.json").write_text(json.dumps(settings))
+    assert settings_id(settings) == before
+    code, _, err = run(capsys, *common)
+    assert code == 1 and "align: 'grid' → 'rf'" in err
+    code, stdout, _ = run(capsys, *common, "--align", "grid")
+    assert code == 3 and "0 exported, 18 already done" in stdout
 
 
 def test_masks_add_metrics_and_mask_files(capsys, tmp_path, folder, checkpoint):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from camkit.data.inputs import Input
-from camkit.heatmaps import to_image
 from camkit.pipeline.masks import MaskSource
 from camkit.pipeline.records import flat_row, raw_arrays, record
 from camkit.pipeline.run import explain_images
@@ -52,7 +51,8 @@ def test_results_match_the_explainer_on_each_image(classifier, folder):
     expected = Explainer(model)(preprocess(image, 64), "top-2")
     close = {"rtol": 1e-5, "atol": 1e-4}  # a batch of two vs one: float rounding only
     torch.testing.assert_close(results[1].heatmaps.maps, expected.maps, **close)
-    torch.testing.assert_close(results[1].maps, to_image(expected.maps[0], (70, 90)), **close)
+    torch.testing.assert_close(results[1].maps, expected.on_image((70, 90), index=0), **close)
+    assert results[1].heatmaps.align == "rf" and results[1].heatmaps.geometry == expected.geometry
     assert results[1].maps.shape == (2, 70, 90) and results[1].mask is None
 
 
