@@ -53,6 +53,8 @@ def load_model(args, weights: str | None = None):
             f"weights are random (--weights {weights}): the heatmaps show camkit "
             "working, not what a trained model looks at"
         )
+    for warning in info.warnings:  # what its training warned about, e.g. it learned nothing
+        note(f"--weights {weights}: {warning}")
     return model.to(device(args.device)), info
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from camkit.cli import options
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "finished_message", "run"]
 
 
 def add_parser(subparsers) -> None:
@@ -33,7 +33,14 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="auto: ImageNet weights if cached locally, else from scratch",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from --out"
+    )
+    parser.add_argument(
+        "--keep-resume",
+        action="store_true",
+        help="keep OUT.resume (optimizer and schedule state) after the run finishes",
+    )
     options.add_device_option(parser)
     parser.set_defaults(handler=run)
 
@@ -49,12 +56,34 @@ def run(args) -> int:
         workers=args.workers,
         pretrained=args.pretrained,
     )
+    trained: list[dict] = []
     metrics = train_classifier(
-        args.data, args.out, config, val_data=args.val, resume=args.resume, device=args.device
+        args.data,
+        args.out,
+        config,
+        val_data=args.val,
+        resume=args.resume,
+        device=args.device,
+        on_epoch=trained.append,
+        keep_resume=args.keep_resume,
     )
+    if not trained:
+        print(finished_message(args.out, metrics))
+        return 0
     print(
         f"epoch {metrics.get('epoch')}: validation accuracy "
         f"{metrics.get('val_accuracy', float('nan')):.3f}, loss "
         f"{metrics.get('val_loss', float('nan')):.3f} → {args.out}"
     )
     return 0
+
+
+def finished_message(out: Path, metrics: dict) -> str:
+    """What ``--resume`` says about a run that has already run all its epochs."""
+    epochs = metrics.get("epoch")
+    return (
+        f"{out} already finished its {epochs} epoch{'' if epochs == 1 else 's'}, so there is "
+        "nothing to resume and nothing was trained. To train for more epochs, start a new run "
+        "with a higher --epochs and without --resume (it starts again from the initial weights; "
+        "give it a new --out to keep this one)"
+    )

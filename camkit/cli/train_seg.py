@@ -45,12 +45,20 @@ def add_parser(subparsers) -> None:
         "--limit", type=options.positive, default=None, help="train on this many images only"
     )
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from --out"
+    )
+    parser.add_argument(
+        "--keep-resume",
+        action="store_true",
+        help="keep OUT.resume (optimizer and schedule state) after the run finishes",
+    )
     options.add_device_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from camkit.cli.train import finished_message
     from camkit.training.segmenter import SegConfig, train_segmenter
 
     encoder = None if args.encoder in (None, "none") else args.encoder
@@ -67,9 +75,20 @@ def run(args) -> int:
         limit=args.limit,
         workers=args.workers,
     )
+    trained: list[dict] = []
     metrics = train_segmenter(
-        args.data, args.out, config, val_data=args.val, resume=args.resume, device=args.device
+        args.data,
+        args.out,
+        config,
+        val_data=args.val,
+        resume=args.resume,
+        device=args.device,
+        on_epoch=trained.append,
+        keep_resume=args.keep_resume,
     )
+    if not trained:
+        print(finished_message(args.out, metrics))
+        return 0
     print(
         f"epoch {metrics['epoch']}: validation IoU {metrics['val_iou']:.3f} "
         f"(data set {metrics['val_iou_dataset']:.3f}), Dice {metrics['val_dice']:.3f} "

@@ -22,7 +22,8 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, **metadata: Any) 
 
     Metadata should be plain data (str, int, float, lists, dicts) so that the file loads with
     ``weights_only=True``: arch, channels, num_classes, class_names, input_size, mean, std,
-    metrics.
+    metrics, warnings. A trained model's checkpoint holds only that; the optimizer and schedule
+    state of a run in progress go to its resume file (:mod:`camkit.training.resume`).
     """
     payload = {"format": FORMAT, **metadata, "state_dict": state_dict}
     with atomic_path(path) as tmp:

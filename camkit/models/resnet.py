@@ -40,7 +40,11 @@ class WeightsUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What camkit knows about a loaded classifier."""
+    """What camkit knows about a loaded classifier.
+
+    ``metrics`` and ``warnings`` come from a camkit checkpoint: the last validation figures of
+    its training, and what training warned about (e.g. that it learned nothing).
+    """
 
     arch: str
     channels: int
@@ -52,6 +56,13 @@ class ModelInfo:
     weights: str = "none"
     random: bool = True
     metrics: dict = field(default_factory=dict, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def learned_nothing(self) -> bool:
+        """Whether training ended no better than guessing (see
+        :func:`camkit.training.chance.learned_nothing`)."""
+        return bool(self.metrics.get("learned_nothing", False))
 
     def class_name(self, class_id: int) -> str:
         if 0 <= class_id < len(self.class_names):
@@ -309,6 +320,7 @@ def _from_checkpoint(path: Path, arch: str) -> tuple[nn.Module, ModelInfo]:
         weights=str(path),
         random=False,
         metrics=dict(checkpoint.get("metrics", {}) or {}),
+        warnings=tuple(str(w) for w in checkpoint.get("warnings", ()) or ()),
     )
     return model, info
 

@@ -1,11 +1,13 @@
-"""Training loops: a ResNet-50 classifier on a folder data set (from ImageNet weights when they
-are cached locally, else from scratch), with progress, validation, atomic checkpoints, resume.
+"""Training a ResNet-50 classifier on a folder data set (from ImageNet weights when they are
+cached locally, else from scratch), with progress, validation, atomic checkpoints, resume, and
+a warning when it learned nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +17,25 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from camkit.data.folders import ClassificationFolder
-from camkit.io.checkpoint import load_checkpoint, save_checkpoint
+from camkit.io.checkpoint import save_checkpoint
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
 from camkit.models.weights import imagenet_weights_cached
-from camkit.training.loop import evaluate_classifier, restore, seeded_split, train_epoch
+from camkit.training.chance import learned_nothing
+from camkit.training.loop import evaluate_classifier, report_epoch, seeded_split, train_epoch
+from camkit.training.resume import (
+    already_finished,
+    discard_resume,
+    load_resume,
+    restore,
+    save_resume,
+)
+from camkit.training.schedule import OneCycle
 
-__all__ = ["TrainConfig", "train_classifier"]
+__all__ = ["WARMUP", "TrainConfig", "train_classifier"]
 
 log = logging.getLogger(__name__)
+
+WARMUP = 0.25  # the share of the one-cycle schedule spent warming up
 
 
 @dataclass
@@ -81,50 +94,21 @@ def _loaders(data: Path, val_data: Path | None, config: TrainConfig, class_names
     return train_set.class_names, train_loader, val_loader
 
 
-def train_classifier(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    config: TrainConfig | None = None,
-    val_data: str | os.PathLike | None = None,
-    resume: bool = False,
-    device: str | torch.device | None = None,
-    progress: bool | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-    model: nn.Module | None = None,
-    train_only: Sequence[str] | None = None,
-    metadata: dict | None = None,
-) -> dict:
-    """Train a ResNet-50 classifier on ``data`` (``images/<class>/*``) and save a checkpoint.
-
-    AdamW with a one-cycle schedule; validation each epoch (on ``val_data`` or a seeded
-    ``val_fraction`` split); the checkpoint (weights, class names, input size, normalisation,
-    metrics, optimizer and schedule state) is written atomically after every epoch, so
-    ``resume=True`` continues an interrupted run from its last finished epoch (same schedule;
-    the epoch count must match). ``on_epoch`` is called with each epoch's metrics after its
-    checkpoint is written. ``model`` starts from a given network (e.g. a channel variant) instead
-    of a new ResNet-50; ``train_only`` lists module-name prefixes to train (others are frozen,
-    their BatchNorm statistics too); ``metadata`` is added to the checkpoint. Returns the final
-    metrics.
-    """
-    config = config or TrainConfig()
-    out = Path(out)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    start_epoch, history = 0, []
-    checkpoint = load_checkpoint(out) if resume and out.exists() else None
-    class_names = checkpoint.get("class_names") if checkpoint else None
-    class_names, train_loader, val_loader = _loaders(
-        Path(data), Path(val_data) if val_data else None, config, class_names
-    )
+def _network(
+    model: nn.Module | None, classes: int, config: TrainConfig, metadata: dict | None, data
+) -> tuple[nn.Module, str]:
+    """The network to train and where it came from."""
     if model is None:
-        model, origin = _initial_model(len(class_names), config.pretrained)
-    else:
-        origin = (metadata or {}).get("origin", "given model")
-        if model.fc.out_features != len(class_names):
-            raise ValueError(
-                f"the model has {model.fc.out_features} classes but {data} has {len(class_names)}"
-            )
-    model.to(device)
+        return _initial_model(classes, config.pretrained)
+    if model.fc.out_features != classes:
+        raise ValueError(f"the model has {model.fc.out_features} classes but {data} has {classes}")
+    return model, (metadata or {}).get("origin", "given model")
+
+
+def _trainable(model: nn.Module, train_only: Sequence[str] | None) -> tuple[list, list]:
+    """(parameters to train, BatchNorm layers to keep in eval mode): every parameter that
+    requires a gradient, or only those under the ``train_only`` prefixes (the other modules
+    frozen, their BatchNorm statistics too)."""
     frozen_norms: list[nn.Module] = []
     if train_only:
         prefixes = tuple(train_only)
@@ -142,66 +126,165 @@ def train_classifier(
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError(f"train_only={list(train_only or [])} matches no parameters")
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * len(train_loader)
-    if steps == 0:
+    return parameters, frozen_norms
+
+
+def _schedule(optimizer, config: TrainConfig, train_loader: DataLoader) -> OneCycle:
+    if len(train_loader) == 0:
         raise ValueError(
             f"no training batches: {len(train_loader.dataset)} training images for batch size "
             f"{config.batch_size}; add images or lower --batch-size"
         )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.25
+    return OneCycle(optimizer, config.lr, config.epochs * len(train_loader), WARMUP)
+
+
+def _evaluate(model, val_loader, device, classes: int) -> tuple[dict, str | None]:
+    """Validation metrics and the warning when they are no better than guessing."""
+    validation = evaluate_classifier(model, val_loader, device)
+    warning = learned_nothing(
+        validation["accuracy"], validation["loss"], classes, validation["count"]
     )
-    if checkpoint:
-        start_epoch, history = restore(checkpoint, out, config.epochs, model, optimizer, schedule)
-        origin = checkpoint.get("origin", origin)
+    return validation, warning
+
+
+def _save(
+    out: Path,
+    model: nn.Module,
+    config: TrainConfig,
+    class_names: Sequence[str],
+    history: list[dict],
+    warning: str | None,
+    origin: str,
+    metadata: dict | None,
+    optimizer,
+    schedule,
+) -> None:
+    """The checkpoint after an epoch (what ``explain`` needs), then its resume file."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    saved = {
+        "arch": "resnet50",
+        "channels": model.fc.in_features,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "input_size": config.size,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "metrics": history[-1],
+        "warnings": [warning] if warning else [],
+        "history": history,
+        "epoch": history[-1]["epoch"],
+        "origin": origin,
+        "config": {k: v for k, v in vars(config).items() if k != "extra"},
+        **{k: v for k, v in (metadata or {}).items() if k != "origin"},
+    }
+    save_checkpoint(out, weights, **saved)
+    save_resume(out, weights, saved, optimizer, schedule)
+
+
+def train_classifier(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+    val_data: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    model: nn.Module | None = None,
+    train_only: Sequence[str] | None = None,
+    metadata: dict | None = None,
+    keep_resume: bool = False,
+) -> dict:
+    """Train a ResNet-50 classifier on ``data`` (``images/<class>/*``) and save a checkpoint.
+
+    AdamW with a one-cycle schedule; validation each epoch (on ``val_data`` or a seeded
+    ``val_fraction`` split) and a line per epoch on the ``camkit.progress`` logger. After every
+    epoch the checkpoint ``out`` (weights, class names, input size, normalisation, metrics:
+    what ``explain`` needs) and its resume file ``out.resume`` (the same plus optimizer and
+    schedule state, see :mod:`camkit.training.resume`) are written atomically, so
+    ``resume=True`` continues an interrupted run from its last finished epoch (same schedule;
+    the epoch count must match); on a run that has finished it trains nothing and returns its
+    last metrics. The resume file is removed at the end unless ``keep_resume``. A run whose
+    validation is no better than guessing (:func:`camkit.training.chance.learned_nothing`)
+    logs one warning and records it in the checkpoint (``metrics["learned_nothing"]``,
+    ``warnings``).
+
+    ``on_epoch`` is called with each epoch's metrics after its checkpoint is written. ``model``
+    starts from a given network (e.g. a channel variant) instead of a new ResNet-50;
+    ``train_only`` lists module-name prefixes to train (others are frozen, their BatchNorm
+    statistics too); ``metadata`` is added to the checkpoint. Returns the final metrics.
+    """
+    config = config or TrainConfig()
+    out = Path(out)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    state = load_resume(out) if resume else None
+    if state is not None and (finished := already_finished(state, out)) is not None:
+        return finished
+    if state is None:
+        discard_resume(out)  # a new run: an older run's resume state no longer applies
+    class_names, train_loader, val_loader = _loaders(
+        Path(data),
+        Path(val_data) if val_data else None,
+        config,
+        state.get("class_names") if state else None,
+    )
+    model, origin = _network(model, len(class_names), config, metadata, data)
+    model.to(device)
+    parameters, frozen_norms = _trainable(model, train_only)
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = _schedule(optimizer, config, train_loader)
+    start_epoch, history = 0, []
+    if state:
+        start_epoch, history = restore(state, out, config.epochs, model, optimizer, schedule)
+        origin = state.get("origin", origin)
     metrics: dict = history[-1] if history else {}
+    warning = None
 
     def loss_of(batch):
         images, labels = batch[0].to(device), batch[1].to(device)
         return nn.functional.cross_entropy(model(images), labels), labels.numel()
 
+    started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         model.train()
         for norm in frozen_norms:  # frozen layers keep their running statistics
             norm.eval()
+        desc = f"epoch {epoch + 1}/{config.epochs}"
         loss_ema, images_per_s = train_epoch(
-            train_loader,
-            loss_of,
-            optimizer,
-            schedule,
-            f"epoch {epoch + 1}/{config.epochs}",
-            progress,
+            train_loader, loss_of, optimizer, schedule, desc, progress
         )
-        validation = evaluate_classifier(model, val_loader, device)
+        validation, warning = _evaluate(model, val_loader, device, len(class_names))
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_ema,
             "val_accuracy": validation["accuracy"],
             "val_loss": validation["loss"],
+            "val_count": validation["count"],
             "images_per_s": images_per_s,
+            "learned_nothing": warning is not None,
         }
         history.append(metrics)
-        log.info("epoch %d: %s", epoch + 1, metrics)
-        save_checkpoint(
-            out,
-            {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            arch="resnet50",
-            channels=model.fc.in_features,
-            num_classes=len(class_names),
-            class_names=list(class_names),
-            input_size=config.size,
-            mean=list(IMAGENET_MEAN),
-            std=list(IMAGENET_STD),
-            metrics=metrics,
-            history=history,
-            epoch=epoch + 1,
-            origin=origin,
-            config={k: v for k, v in vars(config).items() if k != "extra"},
-            optimizer=optimizer.state_dict(),
-            schedule=schedule.state_dict(),
-            **{k: v for k, v in (metadata or {}).items() if k != "origin"},
+        report_epoch(
+            desc,
+            [
+                f"train loss {loss_ema:.3f}",
+                f"val accuracy {validation['accuracy']:.3f}",
+                f"val loss {validation['loss']:.3f}",
+                f"{images_per_s:.1f} img/s",
+            ],
+            started,
+            epoch + 1 - start_epoch,
+            config.epochs - epoch - 1,
+            progress,
+        )
+        _save(
+            out, model, config, class_names, history, warning, origin, metadata, optimizer, schedule
         )
         if on_epoch is not None:
             on_epoch(metrics)
+    if not keep_resume:
+        discard_resume(out)
+    if warning:
+        log.warning("%s: %s", out, warning)
     return metrics

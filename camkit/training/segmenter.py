@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +12,24 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from camkit.data.folders import SegmentationFolder, spread
-from camkit.io.checkpoint import load_checkpoint, save_checkpoint
+from camkit.io.checkpoint import save_checkpoint
 from camkit.metrics.segmentation import _summarise, segmentation_scores
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
-from camkit.training.loop import restore, seeded_split, train_epoch
+from camkit.training.loop import report_epoch, seeded_split, train_epoch
+from camkit.training.resume import (
+    already_finished,
+    discard_resume,
+    load_resume,
+    restore,
+    save_resume,
+)
+from camkit.training.schedule import OneCycle
 
-__all__ = ["SegConfig", "evaluate_segmenter", "train_segmenter"]
+__all__ = ["WARMUP", "SegConfig", "evaluate_segmenter", "train_segmenter"]
+
+WARMUP = 0.2  # the share of the one-cycle schedule spent warming up
 
 
 @dataclass
@@ -76,17 +87,27 @@ def train_segmenter(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    keep_resume: bool = False,
 ) -> dict:
     """Train a ResUNet on ``images/`` + ``masks/`` and write a checkpoint after every epoch.
 
     Loss: ``config.loss`` (e.g. ``"bce+dice"``, ``"focal+dice"``, ``"lovasz"``) with deep
     supervision on the auxiliary decoder heads. Validation foreground IoU and Dice (per image
-    and data-set-wide) each epoch. ``resume=True`` continues an interrupted run.
+    and data-set-wide) each epoch, with a line on the ``camkit.progress`` logger. The
+    checkpoint holds weights and metadata; its resume file ``out.resume`` (also optimizer and
+    schedule, see :mod:`camkit.training.resume`) lets ``resume=True`` continue an interrupted
+    run, and is removed at the end unless ``keep_resume``. On a finished run ``resume=True``
+    trains nothing and returns its last metrics.
     """
     config = config or SegConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
+    state = load_resume(out) if resume else None
+    if state is not None and (finished := already_finished(state, out)) is not None:
+        return finished
+    if state is None:
+        discard_resume(out)  # a new run: an older run's resume state no longer applies
     if config.size % 32:
         raise ValueError(f"size must be a multiple of 32 for the ResUNet, got {config.size}")
     classes = None if config.classes == 1 else config.classes - 1
@@ -118,14 +139,10 @@ def train_segmenter(
         raise ValueError(
             f"no training batches: {len(train_view)} images for batch size {config.batch_size}"
         )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.2
-    )
+    schedule = OneCycle(optimizer, config.lr, steps, WARMUP)
     start_epoch, history = 0, []
-    if resume and out.exists():
-        start_epoch, history = restore(
-            load_checkpoint(out), out, config.epochs, model, optimizer, schedule
-        )
+    if state:
+        start_epoch, history = restore(state, out, config.epochs, model, optimizer, schedule)
     metrics: dict = history[-1] if history else {}
 
     def loss_of(batch):
@@ -134,16 +151,11 @@ def train_segmenter(
         outputs = model.forward_with_aux(images) if config.deep_supervision else model(images)
         return loss_fn(outputs, target), images.shape[0]
 
+    started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        loss_ema, images_per_s = train_epoch(
-            loader,
-            loss_of,
-            optimizer,
-            schedule,
-            f"{config.arch} epoch {epoch + 1}/{config.epochs}",
-            progress,
-        )
+        desc = f"{config.arch} epoch {epoch + 1}/{config.epochs}"
+        loss_ema, images_per_s = train_epoch(loader, loss_of, optimizer, schedule, desc, progress)
         validation = evaluate_segmenter(model, val_loader, device)
         metrics = {
             "epoch": epoch + 1,
@@ -152,24 +164,38 @@ def train_segmenter(
             **{f"val_{k}": v for k, v in validation.items()},
         }
         history.append(metrics)
-        save_checkpoint(
-            out,
-            {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            kind="segmenter",
-            arch=config.arch,
-            classes=config.classes,
-            encoder_channels=model.encoder_channels,
-            input_size=config.size,
-            mean=list(IMAGENET_MEAN),
-            std=list(IMAGENET_STD),
-            metrics=metrics,
-            history=history,
-            epoch=epoch + 1,
-            config={k: v for k, v in vars(config).items()},
-            loss=repr(criterion),
-            optimizer=optimizer.state_dict(),
-            schedule=schedule.state_dict(),
+        report_epoch(
+            desc,
+            [
+                f"train loss {loss_ema:.3f}",
+                f"val IoU {validation['iou']:.3f}",
+                f"val Dice {validation['dice']:.3f}",
+                f"{images_per_s:.1f} img/s",
+            ],
+            started,
+            epoch + 1 - start_epoch,
+            config.epochs - epoch - 1,
+            progress,
         )
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        saved = {
+            "kind": "segmenter",
+            "arch": config.arch,
+            "classes": config.classes,
+            "encoder_channels": model.encoder_channels,
+            "input_size": config.size,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "metrics": metrics,
+            "history": history,
+            "epoch": epoch + 1,
+            "config": dict(vars(config)),
+            "loss": repr(criterion),
+        }
+        save_checkpoint(out, weights, **saved)
+        save_resume(out, weights, saved, optimizer, schedule)
         if on_epoch is not None:
             on_epoch(metrics)
+    if not keep_resume:
+        discard_resume(out)
     return metrics

@@ -74,3 +74,26 @@ def test_bad_files(tmp_path, model):
         load_classifier(tmp_path / "partial.pt")
     with pytest.raises(FileNotFoundError, match="'imagenet', 'none'"):
         load_classifier("imagnet")
+
+
+def test_a_checkpoint_with_training_state_inside_loads(tmp_path, model):
+    """Checkpoints written before resume files carry AdamW and OneCycleLR state; they load."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=8)
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    schedule.step()
+    path = save_checkpoint(
+        tmp_path / "old.ckpt",
+        model.state_dict(),
+        arch="resnet50",
+        num_classes=10,
+        class_names=[f"c{i}" for i in range(10)],
+        input_size=64,
+        optimizer=optimizer.state_dict(),
+        schedule=schedule.state_dict(),
+    )
+    loaded, info = load_classifier(path)
+    assert info.class_names[9] == "c9" and not info.learned_nothing and info.warnings == ()
+    torch.testing.assert_close(loaded.fc.weight, model.fc.weight)

@@ -11,6 +11,7 @@ from camkit.io.checkpoint import load_checkpoint, save_checkpoint
 from camkit.metrics.segmentation import segmentation_scores
 from camkit.models.segmenter import load_segmenter
 from camkit.pipeline.masks import predict_masks
+from camkit.training.resume import resume_path
 from camkit.training.segmenter import SegConfig, train_segmenter
 
 
@@ -58,15 +59,29 @@ def test_resume_after_a_crash(seg_data, tmp_path):
         train_segmenter(
             train, tmp_path / "s.ckpt", config, val_data=val, progress=False, on_epoch=crash
         )
-    assert load_checkpoint(tmp_path / "s.ckpt")["epoch"] == 1
+    out = tmp_path / "s.ckpt"
+    assert load_checkpoint(out)["epoch"] == 1 and "optimizer" not in load_checkpoint(out)
+    assert "optimizer" in load_checkpoint(resume_path(out))
     with pytest.raises(ValueError, match="pass --epochs 2"):  # the schedule depends on it
-        train_segmenter(
-            train, tmp_path / "s.ckpt", replace(config, epochs=3), val_data=val, resume=True
-        )
-    metrics = train_segmenter(
-        train, tmp_path / "s.ckpt", config, val_data=val, resume=True, progress=False
+        train_segmenter(train, out, replace(config, epochs=3), val_data=val, resume=True)
+    metrics = train_segmenter(train, out, config, val_data=val, resume=True, progress=False)
+    assert metrics["epoch"] == 2 and len(load_checkpoint(out)["history"]) == 2
+    assert not resume_path(out).exists() and "optimizer" not in load_checkpoint(out)
+    again = train_segmenter(
+        train, out, config, val_data=val, resume=True, progress=False, on_epoch=pytest.fail
     )
-    assert metrics["epoch"] == 2 and len(load_checkpoint(tmp_path / "s.ckpt")["history"]) == 2
+    assert again == metrics  # a finished run: nothing trained
+
+
+@pytest.mark.parametrize(("limit", "batch_size", "steps"), [(4, 4, 1), (5, 1, 5)])
+def test_runs_of_one_and_five_steps(seg_data, tmp_path, limit, batch_size, steps):
+    """5 steps at a 20 % warm-up divided by zero in torch's OneCycleLR."""
+    train, val = seg_data
+    config = SegConfig(size=64, batch_size=batch_size, limit=limit, workers=0)
+    out = tmp_path / "s.ckpt"
+    metrics = train_segmenter(train, out, config, val_data=val, progress=False, keep_resume=True)
+    assert metrics["epoch"] == 1 and 0.0 <= metrics["val_iou"] <= 1.0
+    assert load_checkpoint(resume_path(out))["schedule"]["total_steps"] == steps
 
 
 def test_predict_any_size(segmenter):
