@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import write_result
 
 from camkit.data.shapes import CLASSES
-from camkit.demo import DemoConfig, evaluate_localisation
+from camkit.demo import DemoConfig, centroid_offset, evaluate_localisation
 from camkit.models.resnet import load_classifier
+
+SCALE = 1.5  # the figure's tiles: 192 px for the 128 px images
 
 COLUMNS = (
     ("accuracy", "accuracy", "{:.3f}"),
@@ -52,6 +55,50 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _marked(tile: np.ndarray, heat: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The heat-mass centroid (red cross) and the object's centroid (white cross)."""
+    import cv2
+
+    offset = centroid_offset(heat, mask)
+    ys, xs = np.nonzero(mask)
+    centre = (float(xs.mean()), float(ys.mean()))
+    marks = [(centre, (255, 255, 255))]
+    if offset is not None:  # None: a map without positive heat
+        marks.insert(0, ((centre[0] + offset[1], centre[1] + offset[0]), (255, 0, 0)))
+    for (x, y), colour in marks:
+        point = (round(x * SCALE), round(y * SCALE))
+        cv2.drawMarker(tile, point, colour, cv2.MARKER_CROSS, 14, 2, cv2.LINE_AA)
+    return tile
+
+
+def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
+    """The same held-out images under both conventions (stride 32), the mask's contour on top."""
+    import cv2
+
+    from camkit.data.shapes import generate
+    from camkit.demo import _inputs
+    from camkit.pipeline.run import explain_images
+    from camkit.pipeline.settings import Settings
+    from camkit.viz.overlay import draw_contours, hstack, overlay, save_image, titled
+
+    samples = [generate(i, config.seed + 2, config.size) for i in range(count)]
+    rows = []
+    for align, title in (("grid", "grid (the peers)"), ("rf", "rf (camkit)")):
+        settings = Settings("layer4.2", size=config.size, align=align)
+        results = explain_images(model, info, _inputs(samples, info, "figure"), settings)
+        tiles = []
+        for sample, result in zip(samples, results):
+            heat, mask = result.maps[0].numpy(), sample.mask > 0
+            shown = overlay(sample.image, heat / max(heat.max(), 1e-12), 0.5)
+            side = round(config.size * SCALE)
+            big = cv2.resize(shown, (side, side), interpolation=cv2.INTER_NEAREST)
+            big = draw_contours(big, cv2.resize(mask.astype(np.uint8), (side, side)) > 0)
+            tiles.append(titled(_marked(big, heat, mask), f"{title}, stride 32"))
+        rows.append(hstack(tiles))
+    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
+    return save_image(out, np.concatenate([rows[0], gap, rows[1]]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="camkit-demo/classifier.ckpt")
@@ -59,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-pairs", type=int, default=100)
     parser.add_argument("--difficulties", default="easy,hard")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alignment-cpu.json"))
+    parser.add_argument("--figure", type=Path, default=None, help="also draw this PNG")
     args = parser.parse_args(argv)
     if args.weights not in ("none", "random") and not Path(args.weights).exists():
         parser.error(f"--weights {args.weights}: no such checkpoint; run `make demo` first")
@@ -66,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     if info.random:
         info = replace(info, class_names=CLASSES, input_size=128)
     config = DemoConfig(n_test=args.n_test, n_pairs=args.n_pairs)
+    if args.figure:
+        print(f"wrote {figure(model, info, config, args.figure)}", file=sys.stderr)
     rows, start = [], time.perf_counter()
-    for difficulty in args.difficulties.split(","):
+    for difficulty in [d for d in args.difficulties.split(",") if d]:
         for stride in (32, 16):
             for align in ("grid", "rf"):
                 row = evaluate_localisation(model, info, config, stride, align, difficulty)

@@ -37,3 +37,21 @@ def test_weight_spread_on_a_few_channels():
     assert 1 <= spread["channels_for_90_percent"] <= spread["channels_for_99_percent"] <= 24
     assert 0 <= spread["bfloat16_max_map_change"] <= 1
     assert spread["bfloat16_max_score_error"] >= 0
+
+
+def test_bench_alignment_table_json_and_figure(tmp_path, capsys):
+    import bench_alignment
+
+    out, picture = tmp_path / "alignment.json", tmp_path / "alignment.png"
+    argv = ["--weights", "none", "--n-test", "4", "--n-pairs", "2", "--difficulties", "hard"]
+    assert bench_alignment.main([*argv, "--out", str(out), "--figure", str(picture)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["output_stride"], r["align"]) for r in rows] == [
+        (32, "grid"), (32, "rf"), (16, "grid"), (16, "rf")
+    ]  # fmt: skip
+    assert all(r["difficulty"] == "hard" and r["n_test"] == 4 for r in rows)
+    table = capsys.readouterr().out
+    assert table.count("| hard |") == 4 and "centroid dx" in table
+    import cv2
+
+    assert cv2.imread(str(picture)).shape[0] > 2 * 192

@@ -54,7 +54,15 @@ def _load(args):
     return model.to(device(args.device)), info
 
 
+def _cells(geometry) -> str:
+    """Where the layer's cells sit: ``cell i at 0 + 32·i px (derived)``."""
+    axes = [f"{o:g} + {s:g}·i" for o, s in zip(geometry.offset, geometry.stride)]
+    where = axes[0] if axes[0] == axes[1] else f"y {axes[0]}, x {axes[1]}"
+    return f"cell i centred on input px {where} ({geometry.source})"
+
+
 def run(args) -> int:
+    from camkit.core.geometry import layer_geometry
     from camkit.core.introspect import list_layers
     from camkit.core.layers import default_layer
 
@@ -69,6 +77,7 @@ def run(args) -> int:
         default = default_layer(model)
     except ValueError:
         default = None
+    geometry = layer_geometry(model, default) if default else None
     if args.json:
         rows = [
             {
@@ -77,6 +86,7 @@ def run(args) -> int:
                 "output_shape": r.output_shape,
                 "parameters": r.parameters,
                 "default": r.name == default,
+                **({"geometry": geometry.describe()} if r.name == default else {}),
             }
             for r in rows
         ]
@@ -86,6 +96,6 @@ def run(args) -> int:
     print(f"{'layer':<{width}}  {'type':<18} {'output shape':<22} params")
     for r in rows:
         shape = "×".join(str(d) for d in r.output_shape[1:]) if r.output_shape else "-"
-        mark = "  ← default" if r.name == default else ""
+        mark = f"  ← default: {_cells(geometry)}" if r.name == default else ""
         print(f"{r.name:<{width}}  {r.type:<18} {shape:<22} {r.parameters:,}{mark}")
     return 0

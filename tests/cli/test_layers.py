@@ -15,6 +15,15 @@ def test_layers_command(capsys):
     assert rows["layer3.5"]["output_shape"] == [1, 1024, 4, 4]
 
 
+def test_the_default_layer_says_where_its_cells_sit(capsys):
+    _, out, _ = run(capsys, "layers", "--weights", "none", "--model", "vgg16", "--size", 64)
+    line = next(line for line in out.splitlines() if "default" in line)
+    assert line.startswith("features.30 ") and "input px 15.5 + 32·i (derived)" in line
+    _, out, _ = run(capsys, "layers", "--weights", "none", "--json", "--size", 64)
+    (default,) = [row for row in json.loads(out) if row["default"]]
+    assert default["geometry"]["offset"] == [0.0, 0.0] and default["geometry"]["stride"] == [32, 32]
+
+
 def test_imagenet_by_default_random_offline_with_a_note(capsys, monkeypatch):
     import camkit.cli.layers as layers
 
