@@ -318,17 +318,23 @@ def _derive(model: nn.Module, module: nn.Module, size: tuple[int, int]) -> Layer
 
 
 def layer_geometry(
-    model: nn.Module, layer: str | nn.Module, size: int | tuple[int, int] = 256
+    model: nn.Module, layer: str | nn.Module, sizes: tuple[int, ...] = (64, 256, 512)
 ) -> LayerGeometry:
     """The stride, cell-centre offset and receptive field of ``layer`` per axis, derived from the
-    operations on its path (one forward at ``size``), else measured (:func:`measure_geometry`).
+    operations on its path (one forward at the first of ``sizes`` the model accepts: they do not
+    depend on it), else measured (:func:`measure_geometry`).
 
     Run it under the same surgery as the explanation (e.g. ``dilated_last_stage`` for output
     stride 16). The model is left as found.
     """
     name, module = resolve_layer(model, layer)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    geometry = _derive(model, module, size)
+    for index, side in enumerate(sizes):
+        try:
+            geometry = _derive(model, module, (side, side))
+            break
+        except RuntimeError:  # too small an input for this model: try the next size
+            if index == len(sizes) - 1:
+                raise
     if geometry is None:
         log.info("layer %s: receptive-field centres not derivable from its path; measuring", name)
         geometry = measure_geometry(model, name)
