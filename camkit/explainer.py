@@ -21,6 +21,7 @@ remembered between calls.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Literal
 
 import torch
@@ -31,7 +32,7 @@ from camkit.cam import eigen_smooth, weighted_map
 from camkit.core.geometry import LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import layer_stride
-from camkit.core.layers import resolve_layer
+from camkit.core.layers import default_layer, resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
 from camkit.heatmaps import ALIGNS, Heatmaps, Targets, resolve_targets
@@ -46,6 +47,8 @@ __all__ = [
     "autocast_dtype",
     "score_maps",
 ]
+
+log = logging.getLogger(__name__)
 
 METHODS = methods.names()  # registered at import; camkit.methods.names() sees later ones too
 
@@ -105,6 +108,13 @@ def _check_method_options(method: Method, path: str, smooth: bool) -> None:
         )
 
 
+def _linear_head(model: nn.Module) -> nn.Linear | None:
+    try:
+        return find_linear_head(model)[1]
+    except ValueError:  # e.g. SqueezeNet's 1×1-convolution classifier
+        return None
+
+
 def _all_classes(targets: Targets) -> bool:
     return isinstance(targets, str) and targets.strip().lower() == "all"
 
@@ -114,7 +124,8 @@ class Explainer:
 
     Args:
         model: a classifier (ResNet-50 or a channel variant, any model for gradient paths).
-        layer: dotted name (``"layer4.2"``) or module.
+        layer: dotted name (``"layer4.2"``) or module; ``None``: the model's default layer
+            (:func:`~camkit.core.layers.default_layer`: ``layer4.2`` for a ResNet-50).
         method: a registered method name (``camkit.methods.names()``) or a
             :class:`~camkit.methods.Method`: ``"gradcam"``; ``"cam"`` (class activation map
             ``W[c]·A``, no bias) or ``"fcn"`` (score map ``W[c]·A + b[c]``), which need a GAP +
@@ -156,7 +167,7 @@ class Explainer:
     def __init__(
         self,
         model: nn.Module,
-        layer: str | nn.Module = "layer4.2",
+        layer: str | nn.Module | None = None,
         method: str | Method = "gradcam",
         path: str = "auto",
         head: nn.Linear | None = None,
@@ -184,10 +195,12 @@ class Explainer:
         self.eigen_smooth = eigen_smooth
         self._eigen_block = 64  # maps decomposed per eigen-smoothing block
         self.model = model
-        self.layer, self.module = resolve_layer(model, layer)
+        self.layer, self.module = resolve_layer(
+            model, default_layer(model) if layer is None else layer
+        )
         self.method = self.spec.name
         self.path = path
-        self.head = head if head is not None else find_linear_head(model)[1]
+        self.head = head if head is not None else _linear_head(model)  # None: no closed form
         self.output_stride = output_stride
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -197,7 +210,7 @@ class Explainer:
         # UpsamplingBilinear2d (align_corners=True). The parity test flips this private switch.
         self._score_align_corners = False
         self._stride: int | None = None
-        self._geometry: LayerGeometry | None = None
+        self._geometry: LayerGeometry | bool | None = None  # False: none to be had
 
     def _run(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """One forward pass with the call's memory format and autocast settings."""
@@ -223,13 +236,19 @@ class Explainer:
         return self._stride
 
     @property
-    def geometry(self) -> LayerGeometry:
+    def geometry(self) -> LayerGeometry | None:
         """Where the layer's cells are centred in the model input (derived once, in the network
-        the call runs: dilated for output stride 16)."""
+        the call runs: dilated for output stride 16); ``None`` where they can be neither
+        derived nor measured (the maps are then put on images with the grid convention, and
+        say so)."""
         if self._geometry is None:
             with self._network():
-                self._geometry = layer_geometry(self.model, self.layer)
-        return self._geometry
+                try:
+                    self._geometry = layer_geometry(self.model, self.layer)
+                except ValueError as error:
+                    log.warning("%s; its maps are drawn with align='grid'", error)
+                    self._geometry = False
+        return self._geometry or None
 
     def _device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
@@ -311,6 +330,14 @@ class Explainer:
     def _head_matches(self, activations: torch.Tensor, logits: torch.Tensor, strict: bool) -> bool:
         """The closed-form check ``head(mean_hw(A)) == logits``, at the forward's precision;
         a mismatch is an error when there is no other path."""
+        if self.head is None:
+            if strict:
+                raise ValueError(
+                    f"{type(self.model).__name__} has no nn.Linear head, so method "
+                    f"{self.method!r} has no closed form here; use a gradient method such as "
+                    "'gradcam'"
+                )
+            return False
         with torch.no_grad():
             rtol = HEAD_RTOL[self.autocast]
             if head_matches(activations.detach(), self.head, logits.detach(), rtol=rtol):

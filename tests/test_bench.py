@@ -55,3 +55,17 @@ def test_bench_alignment_table_json_and_figure(tmp_path, capsys):
     import cv2
 
     assert cv2.imread(str(picture)).shape[0] > 2 * 192
+
+
+def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
+    import sweep_models
+
+    out = tmp_path / "models.json"
+    argv = ["--models", "resnet18,squeezenet1_1,vit_b_16", "--size", "64", "--repeats", "1"]
+    assert sweep_models.main([*argv, "--out", str(out)]) == 0
+    rows = {row["model"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["resnet18"]["status"] == "ok" and rows["resnet18"]["path"] == "closed-form"
+    assert rows["resnet18"]["align"] == "rf 0+32·i (derived)"
+    assert rows["squeezenet1_1"]["status"] == "ok" and rows["squeezenet1_1"]["grid"] == "3×3"
+    assert rows["vit_b_16"]["status"].startswith("ValueError: no default layer")
+    assert "| resnet18 | `layer4.1` |" in capsys.readouterr().out

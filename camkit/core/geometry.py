@@ -318,7 +318,7 @@ def _derive(model: nn.Module, module: nn.Module, size: tuple[int, int]) -> Layer
 
 
 def layer_geometry(
-    model: nn.Module, layer: str | nn.Module, sizes: tuple[int, ...] = (64, 256, 512)
+    model: nn.Module, layer: str | nn.Module, sizes: tuple[int, ...] = (64, 224, 256, 512)
 ) -> LayerGeometry:
     """The stride, cell-centre offset and receptive field of ``layer`` per axis, derived from the
     operations on its path (one forward at the first of ``sizes`` the model accepts: they do not
@@ -336,9 +336,20 @@ def layer_geometry(
             if index == len(sizes) - 1:
                 raise
     if geometry is None:
+        attention = [type(m).__name__ for m in model.modules() if mixes_positions(m)]
+        if attention:
+            raise ValueError(
+                f"layer {name!r}: its path mixes all positions ({attention[0]}), so its cells "
+                "have no receptive-field centre to derive or measure"
+            )
         log.info("layer %s: receptive-field centres not derivable from its path; measuring", name)
         geometry = measure_geometry(model, name)
     return geometry
+
+
+def mixes_positions(module: nn.Module) -> bool:
+    """Attention (self-attention, windowed or not): every output position sees many inputs."""
+    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
 
 
 def _support(gradient: torch.Tensor, axis: int) -> tuple[int, int] | None:
@@ -393,13 +404,15 @@ def _measure_axis(
     supports = [_support(gradient[j].abs().sum(dim=0), axis) for j in range(2)]
     if any(s is None or s[0] == 0 or s[1] == length - 1 for s in supports):
         return None
+    if supports[0] == supports[1]:  # both cells see the same span: no local receptive field
+        raise ValueError(f"two cells of the layer see the same {supports[0]} input span")
     centres = [(first + last) / 2 for first, last in supports]
     stride = centres[1] - centres[0]
     return stride, centres[0] - stride * picks[0], max(last - first + 1 for first, last in supports)
 
 
 def measure_geometry(
-    model: nn.Module, layer: str | nn.Module, length: int | None = None, max_length: int = 8192
+    model: nn.Module, layer: str | nn.Module, length: int | None = None, max_length: int = 4096
 ) -> LayerGeometry:
     """The geometry of ``layer`` measured numerically: for two cells in the middle of a long,
     thin random input, the midpoint of the span of input pixels with a non-zero gradient (the
@@ -424,12 +437,19 @@ def measure_geometry(
         for axis in (0, 1):
             side, measured = length or max(8 * stride, 256), None
             while measured is None and side <= max_length:
-                measured = _measure_axis(model, module, axis, side, short)
+                try:
+                    measured = _measure_axis(model, module, axis, side, short)
+                except RuntimeError:  # the model takes inputs of one size only
+                    break
+                except ValueError as error:
+                    message = f"layer {name!r}: cell centres not measurable: {error}"
+                    raise ValueError(message) from None
                 side *= 2
-            if measured is None:
+            if measured is None or abs(measured[0] - stride) > 0.5:
                 raise ValueError(
-                    f"layer {name!r}: its receptive field does not fit in {max_length} px, so "
-                    "its cell centres cannot be measured; use align='grid' (--align grid)"
+                    f"layer {name!r}: its cells' receptive-field centres could not be measured "
+                    f"(no local receptive field within {max_length} px); use align='grid' "
+                    "(--align grid)"
                 )
             found.append(measured)
     return LayerGeometry(

@@ -9,7 +9,7 @@ from torch import nn
 
 from camkit.core.layers import resolve_layer
 
-__all__ = ["LayerInfo", "layer_stride", "list_layers"]
+__all__ = ["LayerInfo", "last_spatial_module", "layer_stride", "list_layers"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,11 @@ def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256
                 model(torch.zeros(1, 3, size, size, device=device))
             return tuple(probe.activations[name].shape)
 
-    shape = output_shape(probe_size)
+    try:
+        shape = output_shape(probe_size)
+    except RuntimeError:  # a model of one input size (MaxViT, ViT): its own, 224
+        probe_size = 224
+        shape = output_shape(probe_size)
     fix = "pick a convolutional layer, e.g. the default that `camkit layers` marks"
     if len(shape) != 4:
         raise ValueError(
@@ -93,3 +97,83 @@ def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256
             f"heatmap would be one value; {fix}"
         )
     return max(1, round(probe_size / shape[-1]))
+
+
+def _forward_outputs(model: nn.Module, size: int) -> tuple[list[str], dict, dict]:
+    """One forward at ``size``: module names in the order their calls ended, their (last)
+    tensor outputs, and how often each was called."""
+    from camkit.core.geometry import _probe_input
+    from camkit.core.probe import preserved_model_state
+
+    order, outputs, calls = [], {}, {}
+
+    def hook(name: str):
+        def record(_module, _inputs, output):
+            calls[name] = calls.get(name, 0) + 1
+            order.append(name)
+            if isinstance(output, torch.Tensor):
+                outputs[name] = output
+
+        return record
+
+    named = [(name, module) for name, module in model.named_modules() if name]
+    with preserved_model_state(model):
+        model.eval()
+        handles = [module.register_forward_hook(hook(name)) for name, module in named]
+        try:
+            with torch.inference_mode():
+                model(_probe_input(model, (size, size)))
+        finally:
+            for handle in handles:
+                handle.remove()
+    return order, outputs, calls
+
+
+def last_spatial_module(model: nn.Module, size: int = 224) -> str:
+    """The module whose output is the forward pass's last spatial map ``(N, C, h, w)`` — one
+    whose ``h, w`` grow with the input and ``C`` does not (forwards at ``size`` and
+    ``size + 64``; for a model of one input size, a square map after the channels): a ``features`` Sequential's last module when that is spatial, else the deepest
+    container (else leaf) called once that returns the last such map.
+
+    Raises:
+        ValueError: no spatial map, or attention after the last one (a vision transformer's
+            tokens), naming the model.
+    """
+    from camkit.core.geometry import mixes_positions
+
+    order, outputs, calls = _forward_outputs(model, size)
+    try:
+        _, larger, _ = _forward_outputs(model, size + 64)
+    except (RuntimeError, AssertionError, ValueError):  # a model of one input size only
+        larger = None
+
+    def spatial(name: str) -> bool:
+        out = outputs[name]
+        if out.ndim != 4 or out.shape[-2:].numel() <= 1:
+            return False
+        if larger is None:  # square input: (N, C, h, h), not channels-last (N, h, h, C)
+            return out.shape[2] == out.shape[3] and out.shape[1] != out.shape[2]
+        big = larger.get(name)
+        if big is None or big.ndim != 4 or out.shape[1] != big.shape[1]:
+            return False
+        return all(b > o for b, o in zip(big.shape[2:], out.shape[2:]))
+
+    position = {name: index for index, name in enumerate(order)}  # each name's last call
+    maps = [name for name in position if name in outputs and spatial(name)]
+    last = max(maps, key=position.get) if maps else None
+    after = order[position[last] + 1 :] if last else order
+    if last is None or any(mixes_positions(model.get_submodule(n)) for n in after):
+        raise ValueError(
+            f"no default layer for {type(model).__name__}: its last layers output tokens, not "
+            "a spatial map (N, C, h, w), and camkit does not explain transformer tokens yet; "
+            "pass --layer with a convolutional layer (see `camkit layers`)"
+        )
+    final = outputs[last]
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Sequential) and len(features) > 0:
+        tail = f"features.{list(features._modules)[-1]}"
+        if tail in maps:
+            return tail
+    found = [n for n in maps if outputs[n] is final and calls[n] == 1]
+    containers = [n for n in found if any(True for _ in model.get_submodule(n).children())]
+    return max(containers or found or [last], key=lambda name: name.count("."))

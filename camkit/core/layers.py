@@ -43,19 +43,18 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
 
 
 def default_layer(model: nn.Module) -> str:
-    """The layer camkit explains when none is given: the last convolutional stage.
+    """The layer camkit explains when none is given: the last spatial stage.
 
     ResNet family (resnet*, wide_resnet*, resnext*): the last block of ``layer4``
-    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet and other models with a ``features``
-    Sequential: its last module (as pytorch-grad-cam recommends). Otherwise an error asking
-    for ``--layer``.
+    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet, EfficientNet, MobileNet, ConvNeXt,
+    SqueezeNet and other models whose ``features`` Sequential ends in a spatial map: its last
+    module (as pytorch-grad-cam recommends). Any other CNN: the module that produces the last
+    spatial map of the forward pass (``camkit.core.introspect.last_spatial_module``), e.g.
+    GoogLeNet's ``inception5b``, RegNet's last block. Otherwise an error asking for ``--layer``.
     """
+    from camkit.core.introspect import last_spatial_module
+
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Sequential) and len(layer4) > 0:
         return f"layer4.{len(layer4) - 1}"
-    features = getattr(model, "features", None)
-    if isinstance(features, nn.Sequential) and len(features) > 0:
-        return f"features.{list(features._modules)[-1]}"
-    raise ValueError(
-        f"no default layer for {type(model).__name__}; pass --layer (see `camkit layers`)"
-    )
+    return last_spatial_module(model)
