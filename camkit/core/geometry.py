@@ -412,14 +412,19 @@ def _measure_axis(
 
 
 def measure_geometry(
-    model: nn.Module, layer: str | nn.Module, length: int | None = None, max_length: int = 4096
+    model: nn.Module,
+    layer: str | nn.Module,
+    length: int | None = None,
+    max_length: int = 4096,
+    axes: tuple[int, ...] = (0, 1),
 ) -> LayerGeometry:
     """The geometry of ``layer`` measured numerically: for two cells in the middle of a long,
     thin random input, the midpoint of the span of input pixels with a non-zero gradient (the
     receptive field's centre), per axis; the input grows until the spans fit inside it. It runs
     on a float64 copy of the model (no gradient underflows to zero at the field's edges), with
     global pooling passing no gradient (a squeeze-excitation gate sees the whole input).
-    ``length``: the long side to try first (it doubles while a span reaches the border).
+    ``length``: the long side to try first (it doubles while a span reaches the border);
+    ``axes``: the axes to measure (``(1,)``: x only, its values stand for both axes).
 
     Raises:
         ValueError: the receptive field does not fit in ``max_length`` pixels, or the layer's
@@ -434,7 +439,7 @@ def measure_geometry(
     model = copy.deepcopy(model).double().eval()
     module = model.get_submodule(name)
     with torch.enable_grad():
-        for axis in (0, 1):
+        for axis in axes:
             side, measured = length or max(8 * stride, 256), None
             while measured is None and side <= max_length:
                 try:
@@ -452,6 +457,7 @@ def measure_geometry(
                     "(--align grid)"
                 )
             found.append(measured)
+    found = found * (3 - len(found))  # one axis measured: it stands for both
     return LayerGeometry(
         stride=tuple(float(m[0]) for m in found),
         offset=tuple(float(m[1]) for m in found),

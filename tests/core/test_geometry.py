@@ -15,11 +15,11 @@ def _model(arch: str) -> nn.Module:
     return torchvision.models.get_model(arch, weights=None).eval()
 
 
-def _assert_measured_equal(model: nn.Module, layer: str) -> LayerGeometry:
+def _assert_measured_equal(model: nn.Module, layer: str, axes=(0, 1)) -> LayerGeometry:
     derived = layer_geometry(model, layer)
     assert derived.source == "derived"
     hint = int(derived.receptive_field[0] + 4 * derived.stride[0])  # where to start measuring
-    measured = measure_geometry(model, layer, length=hint)
+    measured = measure_geometry(model, layer, length=hint, axes=axes)
     assert measured.source == "measured"
     for axis in (0, 1):
         assert abs(derived.stride[axis] - measured.stride[axis]) <= 0.25
@@ -64,7 +64,8 @@ def test_torchvision_families(arch, layer, offset):
     ],
 )
 def test_torchvision_families_slow(arch, layer, offset):
-    geometry = _assert_measured_equal(_model(arch), layer)
+    # x only (the networks are symmetric in y and x; a float64 pass on a long input is slow)
+    geometry = _assert_measured_equal(_model(arch), layer, axes=(1,))
     assert geometry.offset == (offset, offset)
 
 
