@@ -20,7 +20,24 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("camkit-demo"), help="demo folder (default: camkit-demo)"
     )
-    parser.add_argument("--n-train", type=options.positive, default=1500)
+    parser.add_argument(
+        "--n-stream",
+        type=options.positive,
+        default=20000,
+        help="generated images the classifier trains on, each seen once (default 20000)",
+    )
+    parser.add_argument(
+        "--n-train",
+        type=options.positive,
+        default=1500,
+        help="images in the ResUNet's training folder (default 1500)",
+    )
+    parser.add_argument(
+        "--difficulty",
+        choices=("easy", "hard"),
+        default="hard",
+        help="hard (default): random colours, only shape decides; easy: a hue per class",
+    )
     parser.add_argument("--epochs", type=options.positive, default=1)
     parser.add_argument(
         "--size", type=options.positive, default=128, help="image and training side (default 128)"
@@ -44,6 +61,8 @@ def run(args) -> int:
     config = DemoConfig(
         out=str(args.out),
         n_train=args.n_train,
+        n_stream=args.n_stream,
+        difficulty=args.difficulty,
         epochs=args.epochs,
         size=args.size,
         segmenter=not args.no_segmenter,
@@ -56,7 +75,8 @@ def run(args) -> int:
     training = summary["training"]
     print(
         f"classifier: validation accuracy {training['val_accuracy']:.3f} ({training['origin']}, "
-        f"{training['epochs']} epoch, {training['n_train']} images at {training['size']} px)"
+        f"{training['epochs']} epoch, {training['n_train']} generated {args.difficulty} shapes "
+        f"at {training['size']} px)"
     )
     print(
         f"{'Grad-CAM at layer4.2':<26} {'map':>5} {'accuracy':>9} {'pointing':>9} {'energy':>7} "

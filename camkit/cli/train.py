@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from camkit.cli import options
@@ -22,9 +23,17 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--epochs", type=options.positive, default=1)
     parser.add_argument(
-        "--size", type=options.positive, default=128, help="training side (default 128)"
+        "--size",
+        type=options.positive,
+        default=None,
+        help="training side (default: the recipe's, 96 from scratch, 128 fine-tuning)",
     )
-    parser.add_argument("--batch-size", type=options.positive, default=16)
+    parser.add_argument(
+        "--batch-size",
+        type=options.positive,
+        default=None,
+        help="default: the recipe's, 32 from scratch, 16 fine-tuning",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
@@ -33,6 +42,26 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="auto: ImageNet weights if cached locally, else from scratch",
     )
+    parser.add_argument(
+        "--recipe",
+        choices=("auto", "scratch", "finetune"),
+        default="auto",
+        help="auto: scratch when the weights start random, else finetune; the options below "
+        "default to the recipe's",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="share of the steps spent warming up"
+    )
+    parser.add_argument("--label-smoothing", type=float, default=None)
+    flag = argparse.BooleanOptionalAction
+    parser.add_argument(
+        "--augment",
+        action=flag,
+        default=None,
+        help="random crop, flips, quarter turns, colour shuffle (scratch); flips (finetune)",
+    )
+    parser.add_argument("--bf16", action=flag, default=None, help="bfloat16 autocast")
+    parser.add_argument("--channels-last", action=flag, default=None)
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from --out"
     )
@@ -55,6 +84,12 @@ def run(args) -> int:
         lr=args.lr,
         workers=args.workers,
         pretrained=args.pretrained,
+        recipe=args.recipe,
+        warmup=args.warmup,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
     )
     trained: list[dict] = []
     metrics = train_classifier(

@@ -8,7 +8,7 @@ suffix). Problems are reported up front with the files named.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -97,7 +97,8 @@ class ClassificationFolder(Dataset):
     Args:
         root: the data set folder (holding ``images/``) or the class-folder root itself.
         size: side the images are resized to; ``mean``/``std``: normalisation.
-        augment: random horizontal flips.
+        augment: ``True``: random horizontal flips; a callable: applied to each RGB uint8
+            image before resizing (e.g. :class:`camkit.training.augment.Augmentation`).
         class_names: fix the class order (e.g. from a checkpoint); default: sorted folders.
     """
 
@@ -107,7 +108,7 @@ class ClassificationFolder(Dataset):
         size: int = 128,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
-        augment: bool = False,
+        augment: bool | Callable[[np.ndarray], np.ndarray] = False,
         class_names: Sequence[str] | None = None,
     ) -> None:
         root = Path(root)
@@ -141,7 +142,9 @@ class ClassificationFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         image = read_image(path)
-        if self.augment and torch.rand(()) < 0.5:
+        if callable(self.augment):
+            image = self.augment(image)
+        elif self.augment and torch.rand(()) < 0.5:
             image = np.ascontiguousarray(image[:, ::-1])
         return preprocess(image, self.size, self.mean, self.std)[0], label
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "Sample", "generate", "write_dataset"]
+__all__ = ["CLASSES", "Sample", "ShapeStream", "generate", "write_dataset"]
 
 CLASSES = ("circle", "square", "triangle", "star")
 GENERATOR_VERSION = 1
@@ -185,3 +186,76 @@ def write_dataset(
     }
     atomic_write_bytes(root / "meta.json", json.dumps(meta, indent=1).encode())
     return root
+
+
+class ShapeStream:
+    """``n`` generated single-object shapes as a classification data set: item ``i`` is
+    ``(image tensor (3, S, S), label)`` of sample ``i`` of the stream ``seed``, made when it is
+    read (nothing on disk). One epoch over it shows ``n`` different images, so a run trained on
+    it sees fresh shapes at every step; a stream of another seed is disjoint held-out data.
+
+    Args:
+        n: how many samples; ``seed``, ``size`` (generated side), ``difficulty``: as
+            :func:`generate`.
+        input_size: side the images are resized to for the model (default ``size``).
+        augment: applied to each RGB uint8 image before resizing (e.g.
+            :class:`camkit.training.augment.Augmentation`); ``None``: none.
+        mean, std: normalisation.
+
+    Labels index ``class_names`` (:data:`CLASSES`, in the generator's order). A torch
+    ``Dataset`` by duck typing (``__len__``, ``__getitem__``); ``DataLoader`` takes it as is.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int = 0,
+        size: int = 128,
+        difficulty: str = "hard",
+        input_size: int | None = None,
+        augment: Callable[[np.ndarray], np.ndarray] | None = None,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+    ) -> None:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if difficulty not in ("easy", "hard"):
+            raise ValueError(f"difficulty must be 'easy' or 'hard', got {difficulty!r}")
+        self.n, self.seed, self.size, self.difficulty = n, seed, size, difficulty
+        self.input_size, self.augment = input_size or size, augment
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.class_names = list(CLASSES)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        from camkit.data.images import preprocess
+
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for a stream of {self.n} shapes")
+        sample = generate(index, self.seed, self.size, self.difficulty)
+        image = self.augment(sample.image) if self.augment is not None else sample.image
+        return preprocess(image, self.input_size, self.mean, self.std)[0], sample.labels[0]
+
+    def with_input(
+        self, input_size: int | None, augment: Callable[[np.ndarray], np.ndarray] | None
+    ) -> ShapeStream:
+        """The same samples resized to ``input_size`` and augmented by ``augment`` (what a
+        trainer asks of its data source)."""
+        return ShapeStream(
+            self.n,
+            self.seed,
+            self.size,
+            self.difficulty,
+            input_size,
+            augment,
+            self.mean,
+            self.std,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ShapeStream(n={self.n}, seed={self.seed}, size={self.size}, "
+            f"difficulty={self.difficulty!r}, input_size={self.input_size})"
+        )

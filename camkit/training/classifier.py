@@ -1,6 +1,21 @@
-"""Training a ResNet-50 classifier on a folder data set (from ImageNet weights when they are
-cached locally, else from scratch), with progress, validation, atomic checkpoints, resume, and
-a warning when it learned nothing.
+"""Training a ResNet-50 classifier on a folder data set or a generated stream (from ImageNet
+weights when they are cached locally, else from scratch), with progress, validation, atomic
+checkpoints, resume, and a warning when it learned nothing.
+
+Two recipes (:data:`RECIPES`), picked by where the weights start (``TrainConfig.recipe``):
+
+* ``scratch`` learns shape, not colour, on 2 CPU cores: 96 px, batch 32, a short warm-up
+  (5 %) then cosine decay, random resized crop + flips + quarter turns + colour shuffle
+  (:class:`camkit.training.augment.Augmentation`), label smoothing 0.1, zero-init residual
+  blocks, bfloat16 autocast and channels-last (2.2× the images/s of float32 on an AVX-512
+  CPU). It reaches ≥ 0.95 on the hard shapes (random colours) in under 10 minutes
+  (``benchmarks/results/training-cpu.json``).
+* ``finetune`` (ImageNet weights, or a given model): 128 px, batch 16, the one-cycle
+  schedule's 25 % warm-up that protects pretrained weights, flips only, bfloat16 and
+  channels-last.
+
+Every field of a recipe can be overridden in :class:`TrainConfig`; the resolved settings are
+recorded in the checkpoint.
 """
 
 from __future__ import annotations
@@ -9,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +35,7 @@ from camkit.data.folders import ClassificationFolder
 from camkit.io.checkpoint import save_checkpoint
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
 from camkit.models.weights import imagenet_weights_cached
+from camkit.training.augment import Augmentation
 from camkit.training.chance import learned_nothing
 from camkit.training.loop import evaluate_classifier, report_epoch, seeded_split, train_epoch
 from camkit.training.resume import (
@@ -31,27 +47,94 @@ from camkit.training.resume import (
 )
 from camkit.training.schedule import OneCycle
 
-__all__ = ["WARMUP", "TrainConfig", "train_classifier"]
+__all__ = ["RECIPES", "WARMUP", "Recipe", "TrainConfig", "resolve_config", "train_classifier"]
 
 log = logging.getLogger(__name__)
 
-WARMUP = 0.25  # the share of the one-cycle schedule spent warming up
+WARMUP = 0.25  # the share of the one-cycle schedule spent warming up when fine-tuning
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network is trained: the defaults of a :class:`TrainConfig` left at ``None``."""
+
+    name: str
+    size: int
+    batch_size: int
+    warmup: float  # share of the one-cycle schedule spent warming up
+    label_smoothing: float
+    augmentation: Augmentation  # what ``augment=True`` applies to each training image
+    bf16: bool  # bfloat16 autocast
+    channels_last: bool
+
+
+RECIPES = {
+    "scratch": Recipe("scratch", 96, 32, 0.05, 0.1, Augmentation(), True, True),
+    "finetune": Recipe(
+        "finetune",
+        128,
+        16,
+        WARMUP,
+        0.0,
+        Augmentation(scale=(1.0, 1.0), rotate=False, colour=False),  # flips
+        True,
+        True,
+    ),
+}
 
 
 @dataclass
 class TrainConfig:
-    """Settings of ``train_classifier`` (recorded in the checkpoint)."""
+    """Settings of ``train_classifier`` (recorded in the checkpoint, resolved).
+
+    ``recipe``: ``"auto"`` (``scratch`` when the weights start random, else ``finetune``) or
+    a name in :data:`RECIPES`; the fields left at ``None`` take the recipe's values.
+    """
 
     epochs: int = 1
-    size: int = 128
-    batch_size: int = 16
+    size: int | None = None
+    batch_size: int | None = None
     lr: float = 2e-3
     weight_decay: float = 0.05
     val_fraction: float = 0.15
     seed: int = 0
     workers: int = 1
     pretrained: str = "auto"  # "auto": ImageNet weights if cached locally; "imagenet"; "none"
+    recipe: str = "auto"
+    warmup: float | None = None
+    label_smoothing: float | None = None
+    augment: bool | None = None
+    bf16: bool | None = None
+    channels_last: bool | None = None
     extra: dict = field(default_factory=dict)
+
+
+def resolve_config(config: TrainConfig, model_given: bool = False) -> TrainConfig:
+    """``config`` with its recipe named and every ``None`` field set from that recipe."""
+    name = config.recipe
+    if name == "auto":
+        from_imagenet = config.pretrained == "imagenet" or (
+            config.pretrained == "auto" and imagenet_weights_cached() is not None
+        )
+        name = "finetune" if model_given or from_imagenet else "scratch"
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be 'auto' or one of {sorted(RECIPES)}, got {name!r}")
+    recipe = RECIPES[name]
+    defaults = {
+        "size": recipe.size,
+        "batch_size": recipe.batch_size,
+        "warmup": recipe.warmup,
+        "label_smoothing": recipe.label_smoothing,
+        "augment": True,
+        "bf16": recipe.bf16,
+        "channels_last": recipe.channels_last,
+    }
+    chosen = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    return replace(config, recipe=name, **chosen)
+
+
+def _augmentation(config: TrainConfig) -> Augmentation | None:
+    return RECIPES[config.recipe].augmentation if config.augment else None
 
 
 def _initial_model(num_classes: int, pretrained: str) -> tuple[nn.Module, str]:
@@ -71,14 +154,31 @@ def _initial_model(num_classes: int, pretrained: str) -> tuple[nn.Module, str]:
     return resnet50_variant(2048, num_classes, zero_init_residual=True), "scratch"
 
 
-def _loaders(data: Path, val_data: Path | None, config: TrainConfig, class_names=None):
-    train_set = ClassificationFolder(data, config.size, augment=True, class_names=class_names)
+def _source(data, config: TrainConfig, augment, class_names=None):
+    """A data set of ``data``: a folder path (``images/<class>/*``) or a data set with
+    ``class_names`` and, like :class:`camkit.data.shapes.ShapeStream`, ``with_input(size,
+    augment)`` (resized to ``config.size`` and augmented here; otherwise used as it is)."""
+    if isinstance(data, (str, os.PathLike)):
+        return ClassificationFolder(
+            data, config.size, augment=augment or False, class_names=class_names
+        )
+    if not hasattr(data, "class_names"):
+        raise TypeError(
+            f"data must be a folder path or a data set with class_names, got {type(data).__name__}"
+        )
+    if class_names is not None and list(data.class_names) != list(class_names):
+        raise ValueError(f"data has classes {list(data.class_names)}, expected {list(class_names)}")
+    return data.with_input(config.size, augment) if hasattr(data, "with_input") else data
+
+
+def _loaders(data, val_data, config: TrainConfig, class_names=None):
+    train_set = _source(data, config, _augmentation(config), class_names)
     if val_data is not None:
-        val_set = ClassificationFolder(val_data, config.size, class_names=train_set.class_names)
+        val_set = _source(val_data, config, None, train_set.class_names)
         train_view: torch.utils.data.Dataset = train_set
     else:
         val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
-        val_plain = ClassificationFolder(data, config.size, class_names=train_set.class_names)
+        val_plain = _source(data, config, None, train_set.class_names)
         val_set, train_view = Subset(val_plain, val_index), Subset(train_set, train_index)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
@@ -135,12 +235,14 @@ def _schedule(optimizer, config: TrainConfig, train_loader: DataLoader) -> OneCy
             f"no training batches: {len(train_loader.dataset)} training images for batch size "
             f"{config.batch_size}; add images or lower --batch-size"
         )
-    return OneCycle(optimizer, config.lr, config.epochs * len(train_loader), WARMUP)
+    return OneCycle(optimizer, config.lr, config.epochs * len(train_loader), config.warmup)
 
 
-def _evaluate(model, val_loader, device, classes: int) -> tuple[dict, str | None]:
+def _evaluate(model, val_loader, device, classes: int, config) -> tuple[dict, str | None]:
     """Validation metrics and the warning when they are no better than guessing."""
-    validation = evaluate_classifier(model, val_loader, device)
+    validation = evaluate_classifier(
+        model, val_loader, device, bf16=config.bf16, channels_last=config.channels_last
+    )
     warning = learned_nothing(
         validation["accuracy"], validation["loss"], classes, validation["count"]
     )
@@ -160,7 +262,7 @@ def _save(
     schedule,
 ) -> None:
     """The checkpoint after an epoch (what ``explain`` needs), then its resume file."""
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     saved = {
         "arch": "resnet50",
         "channels": model.fc.in_features,
@@ -182,10 +284,10 @@ def _save(
 
 
 def train_classifier(
-    data: str | os.PathLike,
+    data,
     out: str | os.PathLike,
     config: TrainConfig | None = None,
-    val_data: str | os.PathLike | None = None,
+    val_data=None,
     resume: bool = False,
     device: str | torch.device | None = None,
     progress: bool | None = None,
@@ -195,7 +297,12 @@ def train_classifier(
     metadata: dict | None = None,
     keep_resume: bool = False,
 ) -> dict:
-    """Train a ResNet-50 classifier on ``data`` (``images/<class>/*``) and save a checkpoint.
+    """Train a ResNet-50 classifier on ``data`` and save a checkpoint.
+
+    ``data`` / ``val_data``: a folder (``images/<class>/*``), or a data set with
+    ``class_names`` such as a :class:`camkit.data.shapes.ShapeStream` of fresh generated shapes
+    (one epoch of ``n`` images: a new image at every step). ``config`` picks a recipe
+    (:data:`RECIPES`; ``scratch`` for random weights, ``finetune`` otherwise).
 
     AdamW with a one-cycle schedule; validation each epoch (on ``val_data`` or a seeded
     ``val_fraction`` split) and a line per epoch on the ``camkit.progress`` logger. After every
@@ -214,7 +321,7 @@ def train_classifier(
     ``train_only`` lists module-name prefixes to train (others are frozen, their BatchNorm
     statistics too); ``metadata`` is added to the checkpoint. Returns the final metrics.
     """
-    config = config or TrainConfig()
+    config = resolve_config(config or TrainConfig(), model_given=model is not None)
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
@@ -224,13 +331,14 @@ def train_classifier(
     if state is None:
         discard_resume(out)  # a new run: an older run's resume state no longer applies
     class_names, train_loader, val_loader = _loaders(
-        Path(data),
-        Path(val_data) if val_data else None,
+        data,
+        val_data,
         config,
         state.get("class_names") if state else None,
     )
     model, origin = _network(model, len(class_names), config, metadata, data)
-    model.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
     parameters, frozen_norms = _trainable(model, train_only)
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     schedule = _schedule(optimizer, config, train_loader)
@@ -242,8 +350,14 @@ def train_classifier(
     warning = None
 
     def loss_of(batch):
-        images, labels = batch[0].to(device), batch[1].to(device)
-        return nn.functional.cross_entropy(model(images), labels), labels.numel()
+        images = batch[0].to(device, memory_format=memory_format)
+        labels = batch[1].to(device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
+            logits = model(images)
+        loss = nn.functional.cross_entropy(
+            logits.float(), labels, label_smoothing=config.label_smoothing
+        )
+        return loss, labels.numel()
 
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
@@ -254,7 +368,7 @@ def train_classifier(
         loss_ema, images_per_s = train_epoch(
             train_loader, loss_of, optimizer, schedule, desc, progress
         )
-        validation, warning = _evaluate(model, val_loader, device, len(class_names))
+        validation, warning = _evaluate(model, val_loader, device, len(class_names), config)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_ema,
@@ -262,6 +376,7 @@ def train_classifier(
             "val_loss": validation["loss"],
             "val_count": validation["count"],
             "images_per_s": images_per_s,
+            "train_images": len(train_loader) * config.batch_size,
             "learned_nothing": warning is not None,
         }
         history.append(metrics)
@@ -283,6 +398,7 @@ def train_classifier(
         )
         if on_epoch is not None:
             on_epoch(metrics)
+    model.to(memory_format=torch.contiguous_format)
     if not keep_resume:
         discard_resume(out)
     if warning:

@@ -17,14 +17,23 @@ __all__ = ["duration", "evaluate_classifier", "report_epoch", "seeded_split", "t
 
 
 @torch.inference_mode()
-def evaluate_classifier(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
-    """Accuracy and mean cross-entropy of ``model`` (eval mode) over ``loader``."""
+def evaluate_classifier(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> dict:
+    """Accuracy and mean cross-entropy of ``model`` (eval mode) over ``loader``, with bfloat16
+    autocast and channels-last inputs when asked (as the model was trained)."""
     was_training = model.training
     model.eval()
     correct = total = 0
     loss_sum = 0.0
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in loader:
-        logits = model(images.to(device))
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            logits = model(images.to(device, memory_format=memory_format)).float()
         labels = labels.to(device)
         loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from camkit.models.resnet import load_classifier, variant_from
-from camkit.training.classifier import TrainConfig, _loaders, train_classifier
+from camkit.training.classifier import TrainConfig, _loaders, resolve_config, train_classifier
 
 __all__ = ["VariantReport", "logit_gap", "make_variant"]
 
@@ -73,8 +73,10 @@ def make_variant(
 
     parent_model, info = load_classifier(parent)
     variant, kept = variant_from(parent_model, channels, keep)
-    config = config or TrainConfig(size=info.input_size)
-    config.epochs = max(epochs, 1)
+    config = config or TrainConfig()
+    if config.size is None:  # the parent's input size
+        config = replace(config, size=info.input_size)
+    config = resolve_config(replace(config, epochs=max(epochs, 1)), model_given=True)
     _, _, val_loader = _loaders(
         Path(data), Path(val_data) if val_data else None, config, list(info.class_names)
     )

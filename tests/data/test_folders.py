@@ -82,3 +82,19 @@ def test_masks_match_by_relative_path_and_stem_with_any_suffix(tmp_path):
         tmp_path / "images" / key: mask for key, mask in found.items()
     }
     assert masks_by_key(keys, tmp_path / "nowhere") == {}
+
+
+def test_classification_folder_applies_a_callable_augmentation(tmp_path):
+    from camkit.data.folders import ClassificationFolder
+    from camkit.data.shapes import write_dataset
+
+    root = write_dataset(tmp_path / "d", 4, 32, seed=0)
+    seen = []
+
+    def augment(image):
+        seen.append(image.shape)
+        return image[::-1].copy()
+
+    plain = ClassificationFolder(root, 32, mean=(0, 0, 0), std=(1, 1, 1))
+    flipped = ClassificationFolder(root, 32, mean=(0, 0, 0), std=(1, 1, 1), augment=augment)
+    assert flipped[0][0].flip(1).allclose(plain[0][0]) and seen == [(32, 32, 3)]

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camkit.data.shapes import CLASSES, generate, write_dataset
+from camkit.data.shapes import CLASSES, ShapeStream, generate, write_dataset
 
 
 def test_deterministic_bytes(tmp_path):
@@ -71,3 +71,20 @@ def test_layout_and_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="32 px"):
         generate(0, size=16)
     assert generate(0, difficulty="hard").image.shape == (128, 128, 3)
+
+
+def test_shape_stream_is_fresh_deterministic_and_resizable():
+    import torch
+
+    stream = ShapeStream(6, seed=3, size=32, difficulty="hard")
+    assert len(stream) == 6 and stream.class_names == list(CLASSES)
+    image, label = stream[5]
+    assert image.shape == (3, 32, 32) and label == generate(5, 3, 32, "hard").labels[0]
+    assert torch.equal(stream[5][0], image)  # the same sample every time it is read
+    assert not torch.equal(stream[1][0], image)
+    flipped = stream.with_input(48, lambda x: x[:, ::-1].copy())
+    assert flipped[5][0].shape == (3, 48, 48) and flipped.n == 6 and flipped.seed == 3
+    with pytest.raises(IndexError, match="out of range"):
+        stream[6]
+    with pytest.raises(ValueError, match="difficulty"):
+        ShapeStream(4, difficulty="medium")

@@ -57,7 +57,11 @@ def test_train_writes_checkpoint_with_metadata_and_resumes(tmp_path, tiny_data, 
     first = {k: v.clone() for k, v in checkpoint["state_dict"].items()}
     with pytest.raises(ValueError, match="pass --epochs 2"):
         train_classifier(
-            train, out, TrainConfig(epochs=3, size=48, workers=0), val_data=val, resume=True
+            train,
+            out,
+            TrainConfig(epochs=3, size=48, batch_size=8, workers=0),
+            val_data=val,
+            resume=True,
         )
     metrics = train_classifier(train, out, config, val_data=val, resume=True, progress=False)
     resumed = _slim(out)
@@ -184,3 +188,55 @@ def test_cli_data_and_train(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "validation accuracy" in out and (tmp_path / "m.ckpt").exists()
+
+
+def test_recipes_resolve_by_where_the_weights_start():
+    from camkit.training.classifier import RECIPES, resolve_config
+
+    scratch = resolve_config(TrainConfig(pretrained="none"))
+    assert scratch.recipe == "scratch" and scratch.size == 96 and scratch.batch_size == 32
+    assert scratch.bf16 and scratch.channels_last and scratch.label_smoothing == 0.1
+    tuned = resolve_config(TrainConfig(pretrained="none", size=64, bf16=False), model_given=True)
+    assert tuned.recipe == "finetune" and tuned.size == 64 and tuned.bf16 is False
+    assert tuned.warmup == RECIPES["finetune"].warmup == 0.25
+    with pytest.raises(ValueError, match="recipe must be"):
+        resolve_config(TrainConfig(recipe="fast"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"augment": True, "bf16": True, "channels_last": True},
+        {"augment": False, "bf16": False, "channels_last": False, "label_smoothing": 0.0},
+    ],
+)
+def test_trains_on_a_generated_stream(tmp_path, options):
+    from camkit.data.shapes import CLASSES, ShapeStream
+
+    config = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none", **options)
+    stream, val = ShapeStream(8, 0, 32, "hard"), ShapeStream(4, 1, 32, "hard")
+    metrics = train_classifier(stream, tmp_path / "s.ckpt", config, val_data=val, progress=False)
+    assert metrics["epoch"] == 1 and math.isfinite(metrics["val_loss"])
+    assert metrics["val_count"] == 4
+    checkpoint = _slim(tmp_path / "s.ckpt")
+    assert checkpoint["class_names"] == list(CLASSES) and checkpoint["input_size"] == 32
+    assert checkpoint["config"]["recipe"] == "scratch"
+    assert checkpoint["config"]["bf16"] is options["bf16"]
+    model, _ = load_classifier(tmp_path / "s.ckpt")
+    assert model.conv1.weight.is_contiguous()
+
+
+def test_a_data_set_without_class_names_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="class_names"):
+        train_classifier([1, 2], tmp_path / "x.ckpt", TrainConfig(workers=0), progress=False)
+
+
+def test_cli_recipe_options(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d", 8, 32, seed=0)
+    out = tmp_path / "m.ckpt"
+    flags = ["--size", "32", "--batch-size", "4", "--workers", "0", "--pretrained", "none"]
+    flags += ["--no-augment", "--no-bf16", "--no-channels-last", "--label-smoothing", "0"]
+    assert main(["train", str(root), "--out", str(out), *flags, "--warmup", "0.1"]) == 0
+    config = load_checkpoint(out)["config"]
+    assert config["augment"] is False and config["bf16"] is False and config["warmup"] == 0.1
+    assert config["recipe"] == "scratch" and "validation accuracy" in capsys.readouterr().out

@@ -1,0 +1,98 @@
+"""From scratch on the CPU: how fast, and how well, camkit's ``scratch`` recipe learns shape.
+
+    python benchmarks/bench_training.py stream --images 20000          # (a) fresh shapes each step
+    camkit data shapes --out /tmp/hard3000 --n 3000 --difficulty hard
+    python benchmarks/bench_training.py folder /tmp/hard3000 --epochs 10   # (b) `camkit train`
+
+The hard shapes (random colours; only the shape gives the class) from random weights:
+``stream`` trains ``train_classifier`` on a :class:`camkit.data.shapes.ShapeStream` of
+``--images`` generated images (one epoch, each image seen once), validated on 300 shapes of
+another seed; ``folder`` runs ``camkit train FOLDER --pretrained none`` (a seeded 15 %
+validation split). Each records the resolved recipe, images seen, epochs, wall time, images/s
+and validation accuracy under its own key of the JSON result, so both runs share one file;
+the checkpoint is kept for ``bench_alignment.py --weights CKPT --difficulties hard``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_explain import write_result
+
+from camkit.cli import main as camkit
+from camkit.data.shapes import ShapeStream
+from camkit.io.checkpoint import load_checkpoint
+from camkit.training.classifier import TrainConfig, train_classifier
+
+
+def stream_run(images: int, out: Path, seed: int) -> None:
+    train = ShapeStream(images, seed, 128, "hard")
+    val = ShapeStream(300, seed + 1, 128, "hard")
+    train_classifier(train, out, TrainConfig(pretrained="none", seed=seed), val_data=val)
+
+
+def folder_run(folder: Path, epochs: int, out: Path, seed: int) -> None:
+    code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs)])
+    if code:
+        raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", choices=("stream", "folder"))
+    parser.add_argument("folder", nargs="?", type=Path, help="folder data set (source folder)")
+    parser.add_argument("--images", type=int, default=20000, help="stream length")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs over the folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines
+    ckpt = args.ckpt or Path(f"/tmp/bench-{args.source}.ckpt")
+    started = time.perf_counter()
+    if args.source == "stream":
+        stream_run(args.images, ckpt, args.seed)
+        command = f"bench_training.py stream --images {args.images}"
+    else:
+        if args.folder is None:
+            parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
+        folder_run(args.folder, args.epochs, ckpt, args.seed)
+        command = (
+            f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
+        )
+    seconds = time.perf_counter() - started
+    checkpoint = load_checkpoint(ckpt)
+    history = checkpoint["history"]
+    config = checkpoint["config"]
+    row = {
+        "command": command,
+        "checkpoint": str(ckpt),
+        "recipe": config,
+        "origin": checkpoint.get("origin"),
+        "epochs": len(history),
+        "images_seen": sum(h["train_images"] for h in history),
+        "seconds": seconds,
+        "images_per_s": [round(h["images_per_s"], 1) for h in history],
+        "val_accuracy": history[-1]["val_accuracy"],
+        "val_count": history[-1]["val_count"],
+        "val_accuracy_by_epoch": [h["val_accuracy"] for h in history],
+    }
+    print(json.dumps(row, indent=1))
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = previous.get("runs", {})
+    runs[args.source] = row
+    write_result(args.out, torch.device("cpu"), {"runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
