@@ -202,7 +202,8 @@ class ShapeStream:
             :class:`camkit.training.augment.Augmentation`); ``None``: none.
         mean, std: normalisation.
 
-    Labels index ``class_names`` (:data:`CLASSES`, in the generator's order). A torch
+    Labels index ``class_names``: :data:`CLASSES` sorted, the order a folder of the same shapes
+    gets (``ClassificationFolder``), so stream- and folder-trained models agree. A torch
     ``Dataset`` by duck typing (``__len__``, ``__getitem__``); ``DataLoader`` takes it as is.
     """
 
@@ -224,7 +225,7 @@ class ShapeStream:
         self.n, self.seed, self.size, self.difficulty = n, seed, size, difficulty
         self.input_size, self.augment = input_size or size, augment
         self.mean, self.std = tuple(mean), tuple(std)
-        self.class_names = list(CLASSES)
+        self.class_names = sorted(CLASSES)  # the order a folder of these shapes gets
 
     def __len__(self) -> int:
         return self.n
@@ -236,7 +237,8 @@ class ShapeStream:
             raise IndexError(f"index {index} out of range for a stream of {self.n} shapes")
         sample = generate(index, self.seed, self.size, self.difficulty)
         image = self.augment(sample.image) if self.augment is not None else sample.image
-        return preprocess(image, self.input_size, self.mean, self.std)[0], sample.labels[0]
+        label = self.class_names.index(CLASSES[sample.labels[0]])
+        return preprocess(image, self.input_size, self.mean, self.std)[0], label
 
     def with_input(
         self, input_size: int | None, augment: Callable[[np.ndarray], np.ndarray] | None
