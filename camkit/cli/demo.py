@@ -40,7 +40,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--epochs", type=options.positive, default=1)
     parser.add_argument(
-        "--size", type=options.positive, default=128, help="image and training side (default 128)"
+        "--size",
+        type=options.positive,
+        default=128,
+        help="side of the generated images, explained at this size (default 128; the classifier "
+        "trains at its recipe's side, 96 px from scratch)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-segmenter", action="store_true", help="skip the ResUNet")
