@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import write_result
 
-from camkit.core.layers import default_layer
+from camkit.core.introspect import default_layer
 from camkit.explainer import Explainer
 
 

@@ -31,11 +31,11 @@ from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
 from camkit.core.geometry import LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
-from camkit.core.introspect import layer_stride
-from camkit.core.layers import default_layer, resolve_layer
+from camkit.core.introspect import default_layer, layer_stride
+from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
-from camkit.heatmaps import ALIGNS, Heatmaps, Targets, resolve_targets
+from camkit.heatmaps import Heatmaps, Targets, check_align, resolve_targets
 from camkit.methods import Method, Passes
 
 __all__ = [
@@ -179,10 +179,7 @@ class Explainer:
         autocast: str | torch.dtype | None = None,
         align: str = "rf",
     ) -> None:
-        if align not in ALIGNS:
-            raise ValueError(
-                f"unknown align {align!r}; use 'rf' (receptive-field centres) or 'grid'"
-            )
+        check_align(align)
         self.align = align
         self.channels_last = bool(channels_last)
         self.autocast = autocast_dtype(autocast)

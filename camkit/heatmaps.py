@@ -13,7 +13,15 @@ import torch
 from camkit.cam import normalize, upsample
 from camkit.core.geometry import LayerGeometry
 
-__all__ = ["ALIGNS", "Heatmaps", "Targets", "check_targets", "resolve_targets", "to_image"]
+__all__ = [
+    "ALIGNS",
+    "Heatmaps",
+    "Targets",
+    "check_align",
+    "check_targets",
+    "resolve_targets",
+    "to_image",
+]
 
 ALIGNS = ("rf", "grid")  # cells at their receptive-field centres; the peers' convention
 
@@ -87,6 +95,12 @@ class Heatmaps:
         return normalize(self.on_image(size))
 
 
+def check_align(align: str) -> None:
+    """Refuse an alignment other than ``"rf"`` or ``"grid"``."""
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; use 'rf' (receptive-field centres) or 'grid'")
+
+
 def to_image(
     maps: torch.Tensor,
     size: tuple[int, int],
@@ -105,8 +119,7 @@ def to_image(
     (pytorch-grad-cam's and torch-cam's convention: cell ``i`` at ``(i + ½)·H/h − ½``, which
     for a ResNet is ``stride/2 − ½`` px down and right of its evidence).
     """
-    if align not in ALIGNS:
-        raise ValueError(f"unknown align {align!r}; use 'rf' (receptive-field centres) or 'grid'")
+    check_align(align)
     size = (int(size[0]), int(size[1]))
     if align == "grid" or geometry is None:
         return upsample(maps, size)

@@ -138,7 +138,7 @@ def test_every_method_runs_and_leaves_the_model_as_found(small, small_images):
 def test_other_torchvision_cnns(arch, layer, path):
     """Default layer per family; the closed form wherever the head is GAP + linear (checked
     numerically: DenseNet applies a ReLU after `features`, so it takes the gradient path)."""
-    from camkit.core.layers import default_layer
+    from camkit.core.introspect import default_layer
     from camkit.models.resnet import load_classifier
 
     model, _ = load_classifier("none", arch=arch, num_classes=5)

@@ -56,7 +56,7 @@ def _show(value, width: int, spec: str = ".3f") -> str:
 
 
 def run(args) -> int:
-    from camkit.core.layers import default_layer
+    from camkit.core.introspect import default_layer
     from camkit.io.tables import write_csv
     from camkit.pipeline.evaluate import evaluate_methods
 

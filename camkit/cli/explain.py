@@ -94,7 +94,9 @@ def _print_record(entry: dict, out: Path) -> None:
 
 
 def run(args) -> int:
-    from camkit.core.layers import default_layer
+    from dataclasses import replace
+
+    from camkit.core.introspect import default_layer
     from camkit.data.inputs import as_inputs, output_names
     from camkit.pipeline.run import explain_images
     from camkit.pipeline.settings import settings_tag
@@ -106,11 +108,13 @@ def run(args) -> int:
             f"--eigen-smooth does not apply to --method {args.method} (a linear class map); "
             "use it with a Grad-CAM-family method such as gradcam"
         )
-    settings = pipeline_settings(args, info).resolved(model, info)
+    default = default_layer(model)
+    settings = pipeline_settings(args, info)
+    settings = replace(settings, layer=settings.layer or default).resolved(model, info)
     items = as_inputs([Path(p) for p in args.images])
     masks = _masks(args, model, len(items))
     # names from the inputs' relative paths, tagged with every setting that changes a map
-    tag = settings_tag(settings, default_layer(model), info.input_size)
+    tag = settings_tag(settings, default, info.input_size)
     names = {key: f"{name}.{tag}" for key, name in output_names([i.key for i in items]).items()}
     records, failures = [], 0
     results = explain_images(model, info, items, settings, masks, args.tolerance)

@@ -63,8 +63,7 @@ def _cells(geometry) -> str:
 
 def run(args) -> int:
     from camkit.core.geometry import layer_geometry
-    from camkit.core.introspect import list_layers
-    from camkit.core.layers import default_layer
+    from camkit.core.introspect import default_layer, list_layers
 
     if args.size == 0:
         raise CLIError(

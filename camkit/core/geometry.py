@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from camkit.core.layers import resolve_layer
+from camkit.core.layers import mixes_positions, resolve_layer
+from camkit.core.probe import probe_input
 
 __all__ = ["IDENTITY", "LayerGeometry", "layer_geometry", "measure_geometry"]
 
@@ -276,13 +277,6 @@ class _Reached(Exception):
     """Raised by the layer's hook: the forward pass can stop there."""
 
 
-def _probe_input(model: nn.Module, size: tuple[int, int]) -> torch.Tensor:
-    parameter = next(iter(model.parameters()), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
-    return torch.zeros(1, 3, *size, device=device, dtype=dtype or torch.float32)
-
-
 def _derive(model: nn.Module, module: nn.Module, size: tuple[int, int]) -> LayerGeometry | None:
     """The geometry followed through one forward pass at ``size``, or ``None``."""
     from camkit.core.probe import preserved_model_state
@@ -295,7 +289,7 @@ def _derive(model: nn.Module, module: nn.Module, size: tuple[int, int]) -> Layer
             found.append(tracer.of(output) if output.ndim == 4 else {})
         raise _Reached
 
-    inputs = _probe_input(model, size)
+    inputs = probe_input(model, size)
     tracer.mark(inputs, {2: _Axis(1.0, 0.0, 1.0), 3: _Axis(1.0, 0.0, 1.0)})
     with preserved_model_state(model):
         model.eval()
@@ -347,11 +341,6 @@ def layer_geometry(
     return geometry
 
 
-def mixes_positions(module: nn.Module) -> bool:
-    """Attention (self-attention, windowed or not): every output position sees many inputs."""
-    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
-
-
 def _support(gradient: torch.Tensor, axis: int) -> tuple[int, int] | None:
     """First and last input index (along ``axis`` of ``(H, W)``) with a non-zero gradient."""
     profile = gradient.abs().sum(dim=1 - axis)
@@ -389,7 +378,7 @@ def _measure_axis(
 
     size = [short, short]
     size[axis] = length
-    inputs = _probe_input(model, tuple(size)).expand(2, -1, -1, -1).clone()
+    inputs = probe_input(model, tuple(size)).expand(2, -1, -1, -1).clone()
     inputs.normal_(generator=torch.Generator(inputs.device).manual_seed(0))
     inputs.requires_grad_(True)
     with LayerProbe(model, [module]) as probe, _LocalOnly():

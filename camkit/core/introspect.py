@@ -1,4 +1,5 @@
-"""Layer introspection: every layer with its output shape, and a layer's output stride."""
+"""Layer introspection: every layer with its output shape, a layer's output stride, and the
+layer camkit explains by default."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from camkit.core.layers import resolve_layer
+from camkit.core.layers import mixes_positions, resolve_layer
 
-__all__ = ["LayerInfo", "last_spatial_module", "layer_stride", "list_layers"]
+__all__ = ["LayerInfo", "default_layer", "last_spatial_module", "layer_stride", "list_layers"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,7 @@ def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256
 def _forward_outputs(model: nn.Module, size: int) -> tuple[list[str], dict, dict]:
     """One forward at ``size``: module names in the order their calls ended, their (last)
     tensor outputs, and how often each was called."""
-    from camkit.core.geometry import _probe_input
-    from camkit.core.probe import preserved_model_state
+    from camkit.core.probe import preserved_model_state, probe_input
 
     order, outputs, calls = [], {}, {}
 
@@ -122,7 +122,7 @@ def _forward_outputs(model: nn.Module, size: int) -> tuple[list[str], dict, dict
         handles = [module.register_forward_hook(hook(name)) for name, module in named]
         try:
             with torch.inference_mode():
-                model(_probe_input(model, (size, size)))
+                model(probe_input(model, (size, size)))
         finally:
             for handle in handles:
                 handle.remove()
@@ -139,8 +139,6 @@ def last_spatial_module(model: nn.Module, size: int = 224) -> str:
         ValueError: no spatial map, or attention after the last one (a vision transformer's
             tokens), naming the model.
     """
-    from camkit.core.geometry import mixes_positions
-
     order, outputs, calls = _forward_outputs(model, size)
     try:
         _, larger, _ = _forward_outputs(model, size + 64)
@@ -177,3 +175,19 @@ def last_spatial_module(model: nn.Module, size: int = 224) -> str:
     found = [n for n in maps if outputs[n] is final and calls[n] == 1]
     containers = [n for n in found if any(True for _ in model.get_submodule(n).children())]
     return max(containers or found or [last], key=lambda name: name.count("."))
+
+
+def default_layer(model: nn.Module) -> str:
+    """The layer camkit explains when none is given: the last spatial stage.
+
+    ResNet family (resnet*, wide_resnet*, resnext*): the last block of ``layer4``
+    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet, EfficientNet, MobileNet, ConvNeXt,
+    SqueezeNet and other models whose ``features`` Sequential ends in a spatial map: its last
+    module (as pytorch-grad-cam recommends). Any other CNN: the module that produces the last
+    spatial map of the forward pass (``camkit.core.introspect.last_spatial_module``), e.g.
+    GoogLeNet's ``inception5b``, RegNet's last block. Otherwise an error asking for ``--layer``.
+    """
+    layer4 = getattr(model, "layer4", None)
+    if isinstance(layer4, nn.Sequential) and len(layer4) > 0:
+        return f"layer4.{len(layer4) - 1}"
+    return last_spatial_module(model)

@@ -1,4 +1,4 @@
-"""Layers by dotted name: resolve them (close-match errors) and pick a model's default layer."""
+"""Layers by dotted name: resolve them, with close-match errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import difflib
 
 from torch import nn
 
-__all__ = ["default_layer", "resolve_layer"]
+__all__ = ["mixes_positions", "resolve_layer"]
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -42,19 +42,6 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     return name, module
 
 
-def default_layer(model: nn.Module) -> str:
-    """The layer camkit explains when none is given: the last spatial stage.
-
-    ResNet family (resnet*, wide_resnet*, resnext*): the last block of ``layer4``
-    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet, EfficientNet, MobileNet, ConvNeXt,
-    SqueezeNet and other models whose ``features`` Sequential ends in a spatial map: its last
-    module (as pytorch-grad-cam recommends). Any other CNN: the module that produces the last
-    spatial map of the forward pass (``camkit.core.introspect.last_spatial_module``), e.g.
-    GoogLeNet's ``inception5b``, RegNet's last block. Otherwise an error asking for ``--layer``.
-    """
-    from camkit.core.introspect import last_spatial_module
-
-    layer4 = getattr(model, "layer4", None)
-    if isinstance(layer4, nn.Sequential) and len(layer4) > 0:
-        return f"layer4.{len(layer4) - 1}"
-    return last_spatial_module(model)
+def mixes_positions(module: nn.Module) -> bool:
+    """Attention (self-attention, windowed or not): every output position sees many inputs."""
+    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__

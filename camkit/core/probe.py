@@ -17,7 +17,7 @@ from torch import nn
 
 from camkit.core.layers import resolve_layer
 
-__all__ = ["LayerProbe", "ProbeMode", "preserved_model_state", "set_eval"]
+__all__ = ["LayerProbe", "ProbeMode", "preserved_model_state", "probe_input", "set_eval"]
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -186,3 +186,11 @@ class LayerProbe:
                 "enabled (not under torch.no_grad / inference_mode)"
             )
         return torch.autograd.grad(scores.sum(), inputs, retain_graph=retain_graph)
+
+
+def probe_input(model: nn.Module, size: tuple[int, int]) -> torch.Tensor:
+    """A zero batch of one ``(1, 3, H, W)`` on the model's device, in its parameters' dtype."""
+    parameter = next(iter(model.parameters()), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    return torch.zeros(1, 3, *size, device=device, dtype=dtype or torch.float32)

@@ -59,7 +59,7 @@ class Settings:
     def resolved(self, model: nn.Module, info) -> Settings:
         """These settings with the defaults filled in for ``model`` and checked: the default
         layer, the model's input size, class ids in range, fusion only with several layers."""
-        from camkit.core.layers import default_layer
+        from camkit.core.introspect import default_layer
 
         settings = self if self.layer else replace(self, layer=default_layer(model))
         if settings.size is None:

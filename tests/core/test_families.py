@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from camkit.core.layers import default_layer
+from camkit.core.introspect import default_layer
 from camkit.core.probe import LayerProbe
 from camkit.explainer import Explainer
 

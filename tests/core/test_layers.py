@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from camkit.core.introspect import layer_stride, list_layers
-from camkit.core.layers import default_layer, resolve_layer
+from camkit.core.introspect import default_layer, layer_stride, list_layers
+from camkit.core.layers import resolve_layer
 
 
 def test_resolve_dotted_names(model):
