@@ -39,11 +39,10 @@ from camkit.training.augment import Augmentation
 from camkit.training.chance import learned_nothing
 from camkit.training.loop import evaluate_classifier, report_epoch, seeded_split, train_epoch
 from camkit.training.resume import (
-    already_finished,
     discard_resume,
-    load_resume,
     restore,
     save_resume,
+    starting_state,
 )
 from camkit.training.schedule import OneCycle
 
@@ -325,11 +324,9 @@ def train_classifier(
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
-    state = load_resume(out) if resume else None
-    if state is not None and (finished := already_finished(state, out)) is not None:
+    state, finished = starting_state(out, resume)
+    if finished is not None:
         return finished
-    if state is None:
-        discard_resume(out)  # a new run: an older run's resume state no longer applies
     class_names, train_loader, val_loader = _loaders(
         data,
         val_data,

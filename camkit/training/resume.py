@@ -22,6 +22,7 @@ __all__ = [
     "restore",
     "resume_path",
     "save_resume",
+    "starting_state",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,17 @@ def already_finished(state: dict, out: Path) -> dict | None:
     log.info("%s already finished its %d epochs; nothing to resume", out, done)
     history = state.get("history") or [state.get("metrics") or {"epoch": done}]
     return dict(history[-1])
+
+
+def starting_state(out: Path, resume: bool) -> tuple[dict | None, dict | None]:
+    """Where a run starts: ``(resume state or None, a finished run's last metrics or None)``.
+    A new run (no ``resume``, or nothing to resume) removes an older run's resume file."""
+    state = load_resume(out) if resume else None
+    if state is not None and (finished := already_finished(state, out)) is not None:
+        return state, finished
+    if state is None:
+        discard_resume(out)  # a new run: an older run's resume state no longer applies
+    return state, None
 
 
 def save_resume(out: Path, state_dict: dict, metadata: dict, optimizer, schedule) -> Path:

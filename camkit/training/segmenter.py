@@ -19,11 +19,10 @@ from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
 from camkit.training.loop import report_epoch, seeded_split, train_epoch
 from camkit.training.resume import (
-    already_finished,
     discard_resume,
-    load_resume,
     restore,
     save_resume,
+    starting_state,
 )
 from camkit.training.schedule import OneCycle
 
@@ -103,11 +102,9 @@ def train_segmenter(
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
-    state = load_resume(out) if resume else None
-    if state is not None and (finished := already_finished(state, out)) is not None:
+    state, finished = starting_state(out, resume)
+    if finished is not None:
         return finished
-    if state is None:
-        discard_resume(out)  # a new run: an older run's resume state no longer applies
     if config.size % 32:
         raise ValueError(f"size must be a multiple of 32 for the ResUNet, got {config.size}")
     classes = None if config.classes == 1 else config.classes - 1
