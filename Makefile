@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[dev,notebooks]'
+	$(PIP) -e '.[dev,notebooks,timm]'
 	$(PIP) --no-deps 'grad-cam>=1.5' 'quantus>=0.5'
 	touch $(STAMP)
 

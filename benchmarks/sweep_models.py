@@ -29,6 +29,7 @@ from bench_explain import write_result
 
 from camkit.core.introspect import default_layer
 from camkit.explainer import Explainer
+from camkit.models.zoo import nonzero_heads
 
 
 def _median_seconds(call, repeats: int) -> float:
@@ -49,12 +50,16 @@ def sweep_one(name: str, size: int, repeats: int) -> dict:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = torchvision.models.get_model(name, weights=None, **options).eval()
+        nonzero_heads(model)  # torchvision zero-initialises ViT's head: every map 0
         side = 224 if name.startswith(("vit", "maxvit")) else size  # one input size only
         images = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
         row["layer"] = default_layer(model)
         explainer = Explainer(model, row["layer"])
         heatmaps = explainer(images)
         row.update(path=heatmaps.path, grid="×".join(map(str, heatmaps.maps.shape[-2:])))
+        maps = heatmaps.maps
+        if not torch.isfinite(maps).all() or not (maps.flatten(2).std(dim=2) > 0).any():
+            raise ValueError("the maps are not finite, or constant")
         geometry = heatmaps.geometry
         row["align"] = (
             f"rf {geometry.offset[0]:g}+{geometry.stride[0]:g}·i ({geometry.source})"

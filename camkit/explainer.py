@@ -35,6 +35,7 @@ from camkit.core.introspect import default_layer, layer_stride
 from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
+from camkit.core.tokens import TokenLayout, token_layout
 from camkit.heatmaps import Heatmaps, Targets, check_align, resolve_targets
 from camkit.methods import Method, Passes
 
@@ -293,20 +294,27 @@ class Explainer:
             mode = "inference"
         with preserved_model_state(self.model):
             set_eval(self.model)
-            activations, logits = self._forward(images, mode)  # (N, C, h, w), (N, classes)
+            output, logits = self._forward(images, mode)  # the layer's output, (N, classes)
+            layout = self.layout(output.shape, images.shape[-2:])
+            activations = layout.to_map(output)  # (N, C, h, w)
             if closed and self._head_matches(activations, logits, strict):
                 path = "closed-form"
                 maps, class_ids = self._closed_form(activations, logits, targets)
             elif spec.uses_gradients:
                 path = "autograd" if mode == "capture" else "activation-grad"
-                maps, class_ids = self._gradient_maps(activations, logits, targets)
+                maps, class_ids = self._gradient_maps(output, layout, logits, targets)
             else:
                 path = _OWN_PATHS[spec.needs]
-                maps, class_ids = self._own_maps(images, activations, logits, targets)
+                maps, class_ids = self._own_maps(images, activations, layout, logits, targets)
         return self._package(maps, class_ids, logits, path, images)
 
+    def layout(self, shape: tuple[int, ...], input_size: tuple[int, int]) -> TokenLayout:
+        """How the layer's output of ``shape`` for an ``(H, W)`` input holds its cells: a map,
+        channels-last cells or patch tokens (:func:`~camkit.core.tokens.token_layout`)."""
+        return token_layout(shape, tuple(input_size), self.model, self.module, self.layer)
+
     def _forward(self, images: torch.Tensor, mode: Forward) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass with the layer probed: activations and logits.
+        """One forward pass with the layer probed: its output (in its own layout) and logits.
 
         ``"inference"``: no graph; ``"leaf"``: the graph starts at the layer (no parameter
         requires grad, so nothing before it is recorded); ``"capture"``: the whole forward is
@@ -372,16 +380,18 @@ class Explainer:
             return self._weighted_maps(weights, activations), class_ids
 
     def _gradient_maps(
-        self, activations: torch.Tensor, logits: torch.Tensor, targets: Targets
+        self, output: torch.Tensor, layout: TokenLayout, logits: torch.Tensor, targets: Targets
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Maps ``(N, K, h, w)`` from ``torch.autograd.grad`` of each target's score."""
+        """Maps ``(N, K, h, w)`` from ``torch.autograd.grad`` of each target's score with
+        respect to the layer's ``output``, both put in map layout by ``layout``."""
         class_ids = resolve_targets(targets, logits.detach())
-        values = activations.detach().float()  # (N, C, h, w)
+        values = layout.to_map(output.detach()).float()  # (N, C, h, w)
         count = class_ids.shape[1]
         maps = []
         for k in range(count):
             score = logits.gather(1, class_ids[:, k : k + 1]).sum()
-            (gradients,) = torch.autograd.grad(score, activations, retain_graph=k < count - 1)
+            (gradients,) = torch.autograd.grad(score, output, retain_graph=k < count - 1)
+            gradients = layout.to_map(gradients)
             if self.eigen_smooth:
                 maps.append(eigen_smooth(self.spec.contributions(values, gradients).float()))
             else:
@@ -392,6 +402,7 @@ class Explainer:
         self,
         images: torch.Tensor,
         activations: torch.Tensor,
+        layout: TokenLayout,
         logits: torch.Tensor,
         targets: Targets,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,6 +415,7 @@ class Explainer:
         passes = Passes(
             model=self.model,
             module=self.module,
+            channel_dim=layout.channel_dim,
             run=self._run,
             images=images,
             activations=activations,

@@ -67,5 +67,8 @@ def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
     assert rows["resnet18"]["status"] == "ok" and rows["resnet18"]["path"] == "closed-form"
     assert rows["resnet18"]["align"] == "rf 0+32·i (derived)"
     assert rows["squeezenet1_1"]["status"] == "ok" and rows["squeezenet1_1"]["grid"] == "3×3"
-    assert rows["vit_b_16"]["status"].startswith("ValueError: no default layer")
+    vit = rows["vit_b_16"]  # tokens (N, 1 + 14·14, C) at its one input size, 224
+    assert vit["status"] == "ok" and vit["grid"] == "14×14" and vit["path"] == "activation-grad"
+    assert vit["layer"] == "encoder.layers.encoder_layer_11.ln_1"
+    assert vit["align"] == "rf 7.5+16·i (patch)"
     assert "| resnet18 | `layer4.1` |" in capsys.readouterr().out

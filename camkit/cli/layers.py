@@ -41,16 +41,24 @@ def _imagenet_cached(arch: str) -> bool:
 def _load(args):
     """The model of ``--weights``; random weights, with a note, where ImageNet's are not cached.
     Random weights need no other note here: layer names and shapes do not depend on them."""
-    from camkit.models.resnet import load_classifier
+    from camkit.models.resnet import WeightsUnavailableError, load_classifier
 
     weights = args.weights
-    if weights.lower() in ("imagenet", "default") and not _imagenet_cached(args.model):
-        note(
-            f"ImageNet weights for {args.model} are not cached; listing a randomly initialised "
-            "model (layer names and shapes do not depend on the weights)"
-        )
+    pretrained = weights.lower() in ("imagenet", "default")
+    random = (
+        f"listing a randomly initialised {args.model} (layer names and shapes do not depend on "
+        "the weights)"
+    )
+    if pretrained and not _imagenet_cached(args.model):
+        note(f"ImageNet weights for {args.model} are not cached; {random}")
         weights = "none"
-    model, info = load_classifier(weights, arch=args.model)
+    try:
+        model, info = load_classifier(weights, arch=args.model)
+    except WeightsUnavailableError:  # timm's hub cache, which only its loader can look into
+        if not pretrained:
+            raise
+        note(f"pretrained weights for {args.model} are not cached; {random}")
+        model, info = load_classifier("none", arch=args.model)
     return model.to(device(args.device)), info
 
 

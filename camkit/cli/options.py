@@ -113,7 +113,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="classifier: 'imagenet' (default), 'none' (random) or a checkpoint path",
     )
     group.add_argument(
-        "--model", default="resnet50", help="torchvision model name (default: resnet50)"
+        "--model",
+        default="resnet50",
+        help="torchvision model name (vit_b_16, swin_t, convnext_tiny …) or timm:NAME with "
+        "camkit[timm] (default: resnet50)",
     )
     add_device_option(group)
 

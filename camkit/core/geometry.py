@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from camkit.core.layers import mixes_positions, resolve_layer
 from camkit.core.probe import probe_input
 
-__all__ = ["IDENTITY", "LayerGeometry", "layer_geometry", "measure_geometry"]
+__all__ = ["IDENTITY", "LayerGeometry", "layer_geometry", "measure_geometry", "patch_geometry"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class LayerGeometry:
     """Per axis ``(y, x)``: cell ``i`` is centred on input pixel ``offset + stride·i``.
 
     ``receptive_field``: the cell's receptive-field size in input pixels; ``source``:
-    ``"derived"`` (from the layer's path) or ``"measured"`` (numerically).
+    ``"derived"`` (from the layer's path), ``"measured"`` (numerically) or ``"patch"``
+    (attention on the path: the cell's patch, :func:`patch_geometry`).
     """
 
     stride: tuple[float, float]
@@ -326,19 +327,39 @@ def layer_geometry(
         try:
             geometry = _derive(model, module, (side, side))
             break
-        except RuntimeError:  # too small an input for this model: try the next size
+        except (RuntimeError, AssertionError):  # an input size this model refuses: the next
             if index == len(sizes) - 1:
                 raise
     if geometry is None:
-        attention = [type(m).__name__ for m in model.modules() if mixes_positions(m)]
-        if attention:
-            raise ValueError(
-                f"layer {name!r}: its path mixes all positions ({attention[0]}), so its cells "
-                "have no receptive-field centre to derive or measure"
-            )
+        if any(mixes_positions(m) for m in model.modules()):
+            return patch_geometry(model, name, side)
         log.info("layer %s: receptive-field centres not derivable from its path; measuring", name)
         geometry = measure_geometry(model, name)
     return geometry
+
+
+def patch_geometry(model: nn.Module, layer: str | nn.Module, side: int = 224) -> LayerGeometry:
+    """Where attention is on the path, a cell has no receptive-field centre (it sees the whole
+    input), but it is its patch's token: cell ``i`` is centred on its patch's centre,
+    ``stride·i + (stride − 1)/2`` (the grid convention, exact for ViT and Swin patches),
+    ``receptive_field`` the patch, ``source`` ``"patch"``. One forward at ``side``."""
+    from camkit.core.probe import LayerProbe, preserved_model_state
+    from camkit.core.tokens import token_layout
+
+    name, module = resolve_layer(model, layer)
+    with preserved_model_state(model), LayerProbe(model, [name]) as probe:
+        model.eval()
+        with torch.inference_mode():
+            model(probe_input(model, (side, side)))
+        shape = tuple(probe.activations[name].shape)
+    cells = token_layout(shape, (side, side), model, module, name).grid
+    stride = tuple(side / count for count in cells)
+    return LayerGeometry(
+        stride=stride,
+        offset=tuple((s - 1) / 2 for s in stride),
+        receptive_field=stride,
+        source="patch",
+    )
 
 
 def _support(gradient: torch.Tensor, axis: int) -> tuple[int, int] | None:

@@ -10,7 +10,15 @@ from torch import nn
 
 from camkit.core.layers import mixes_positions, resolve_layer
 
-__all__ = ["LayerInfo", "default_layer", "last_spatial_module", "layer_stride", "list_layers"]
+__all__ = [
+    "LayerInfo",
+    "default_layer",
+    "last_block_tokens",
+    "last_spatial_module",
+    "layer_stride",
+    "list_layers",
+    "native_size",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,20 @@ def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
         return size, size
     height, width = size
     return int(height), int(width)
+
+
+def native_size(model: nn.Module, default: int = 224) -> int:
+    """The input side a model declares (torchvision ViT ``image_size``, timm's
+    ``pretrained_cfg["input_size"]`` or ``patch_embed.img_size``), else ``default``. Models
+    of one input size take only this one."""
+    size = getattr(model, "image_size", None)
+    config = getattr(model, "pretrained_cfg", None) or {}
+    if not isinstance(size, int) and isinstance(config.get("input_size"), (tuple, list)):
+        size = config["input_size"][-1]
+    if not isinstance(size, int):
+        size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        size = size[-1] if isinstance(size, (tuple, list)) else size
+    return int(size) if isinstance(size, int) and size > 0 else default
 
 
 def list_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
@@ -69,35 +91,34 @@ def list_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[Lay
 
 
 def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256) -> int:
-    """Output stride of ``layer`` (input side / output side), measured with one small forward."""
+    """Output stride of ``layer`` (input side / grid side), measured with one small forward;
+    maps, channels-last cells and transformer tokens alike (:mod:`camkit.core.tokens`)."""
     from camkit.core.probe import LayerProbe, preserved_model_state
+    from camkit.core.tokens import token_layout
 
-    name, _ = resolve_layer(model, layer)
+    name, module = resolve_layer(model, layer)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
-    def output_shape(size: int) -> tuple[int, ...]:
+    def grid(size: int) -> tuple[int, int]:
         with preserved_model_state(model), LayerProbe(model, [name]) as probe:
             model.eval()
             with torch.inference_mode():
                 model(torch.zeros(1, 3, size, size, device=device))
-            return tuple(probe.activations[name].shape)
+            shape = tuple(probe.activations[name].shape)
+        return token_layout(shape, (size, size), model, module, name).grid
 
     try:
-        shape = output_shape(probe_size)
-    except RuntimeError:  # a model of one input size (MaxViT, ViT): its own, 224
-        probe_size = 224
-        shape = output_shape(probe_size)
+        cells = grid(probe_size)
+    except (RuntimeError, AssertionError):  # a model of one input size (MaxViT, ViT): its own
+        probe_size = native_size(model)
+        cells = grid(probe_size)
     fix = "pick a convolutional layer, e.g. the default that `camkit layers` marks"
-    if len(shape) != 4:
-        raise ValueError(
-            f"layer {name!r} outputs shape {shape}, not a spatial map (N, C, h, w); {fix}"
-        )
-    if shape[-2:] == (1, 1) and output_shape(2 * probe_size)[-2:] == (1, 1):
+    if cells == (1, 1) and grid(2 * probe_size) == (1, 1):
         raise ValueError(
             f"layer {name!r} outputs a 1×1 map at every input size (it pools away space), so its "
             f"heatmap would be one value; {fix}"
         )
-    return max(1, round(probe_size / shape[-1]))
+    return max(1, round(probe_size / cells[1]))
 
 
 def _forward_outputs(model: nn.Module, size: int) -> tuple[list[str], dict, dict]:
@@ -129,7 +150,7 @@ def _forward_outputs(model: nn.Module, size: int) -> tuple[list[str], dict, dict
     return order, outputs, calls
 
 
-def last_spatial_module(model: nn.Module, size: int = 224) -> str:
+def last_spatial_module(model: nn.Module, size: int | None = None) -> str:
     """The module whose output is the forward pass's last spatial map ``(N, C, h, w)`` — one
     whose ``h, w`` grow with the input and ``C`` does not (forwards at ``size`` and
     ``size + 64``; for a model of one input size, a square map after the channels): a ``features`` Sequential's last module when that is spatial, else the deepest
@@ -139,6 +160,7 @@ def last_spatial_module(model: nn.Module, size: int = 224) -> str:
         ValueError: no spatial map, or attention after the last one (a vision transformer's
             tokens), naming the model.
     """
+    size = size or native_size(model)
     order, outputs, calls = _forward_outputs(model, size)
     try:
         _, larger, _ = _forward_outputs(model, size + 64)
@@ -163,8 +185,8 @@ def last_spatial_module(model: nn.Module, size: int = 224) -> str:
     if last is None or any(mixes_positions(model.get_submodule(n)) for n in after):
         raise ValueError(
             f"no default layer for {type(model).__name__}: its last layers output tokens, not "
-            "a spatial map (N, C, h, w), and camkit does not explain transformer tokens yet; "
-            "pass --layer with a convolutional layer (see `camkit layers`)"
+            "a spatial map (N, C, h, w), and no attention block's normalised tokens hold a grid "
+            "of patches; pass --layer with a layer that does (see `camkit layers`)"
         )
     final = outputs[last]
     features = getattr(model, "features", None)
@@ -177,17 +199,52 @@ def last_spatial_module(model: nn.Module, size: int = 224) -> str:
     return max(containers or found or [last], key=lambda name: name.count("."))
 
 
+def last_block_tokens(model: nn.Module, size: int | None = None) -> str | None:
+    """A transformer's last block's normalised tokens: the first normalisation inside the block
+    that holds the forward pass's last attention (ViT ``encoder.layers.encoder_layer_11.ln_1``,
+    Swin ``features.7.1.norm1``, timm ``blocks.11.norm1``), when its output holds a grid of
+    patches (tokens or channels-last cells; :mod:`camkit.core.tokens`); else ``None``."""
+    from camkit.core.tokens import token_layout
+
+    size = size or native_size(model)
+    order, outputs, _ = _forward_outputs(model, size)
+    attention = [name for name in order if mixes_positions(model.get_submodule(name))]
+    if not attention:
+        return None
+    block = attention[-1].rpartition(".")[0]
+    owner = model.get_submodule(block) if block else model
+    for child, module in owner.named_children():
+        if isinstance(module, nn.LayerNorm) or "Norm" in type(module).__name__:
+            name = f"{block}.{child}" if block else child
+            if name not in outputs:
+                return None
+            try:
+                layout = token_layout(outputs[name].shape, (size, size), model, module, name)
+            except ValueError:
+                return None
+            return name if layout.kind != "map" else None
+    return None
+
+
 def default_layer(model: nn.Module) -> str:
     """The layer camkit explains when none is given: the last spatial stage.
 
     ResNet family (resnet*, wide_resnet*, resnext*): the last block of ``layer4``
-    (``layer4.2`` for ResNet-50). VGG, AlexNet, DenseNet, EfficientNet, MobileNet, ConvNeXt,
+    (``layer4.2`` for ResNet-50). Vision transformers (ViT, Swin, and any model whose last
+    attention block works on patch tokens): the last block's normalised tokens
+    (:func:`last_block_tokens`; its attention and MLP mix the patches into the class token, as
+    pytorch-grad-cam recommends). VGG, AlexNet, DenseNet, EfficientNet, MobileNet, ConvNeXt,
     SqueezeNet and other models whose ``features`` Sequential ends in a spatial map: its last
-    module (as pytorch-grad-cam recommends). Any other CNN: the module that produces the last
-    spatial map of the forward pass (``camkit.core.introspect.last_spatial_module``), e.g.
-    GoogLeNet's ``inception5b``, RegNet's last block. Otherwise an error asking for ``--layer``.
+    module. Any other CNN (and MaxViT, whose attention works on windows of a map): the module
+    that produces the last spatial map of the forward pass
+    (:func:`last_spatial_module`), e.g. GoogLeNet's ``inception5b``, RegNet's last block.
+    Otherwise an error asking for ``--layer``.
     """
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Sequential) and len(layer4) > 0:
         return f"layer4.{len(layer4) - 1}"
+    if any(mixes_positions(module) for module in model.modules()):
+        tokens = last_block_tokens(model)
+        if tokens is not None:
+            return tokens
     return last_spatial_module(model)

@@ -30,15 +30,15 @@ def ablation_closed_form(activations: Tensor, gradient: Tensor, scores: Tensor) 
 
 
 @contextlib.contextmanager
-def _ablated(module: nn.Module) -> Iterator[dict]:
+def _ablated(module: nn.Module, channel_dim: int = 1) -> Iterator[dict]:
     """While open, ``module``'s output in row ``i`` of a batch has channel ``state["channels"][i]``
-    zeroed."""
+    (of dimension ``channel_dim``: every position, every token) zeroed."""
     state: dict = {}
 
     def ablate(_module, _inputs, output):
-        output = output.clone()
+        output = output.movedim(channel_dim, 1).clone()
         output[torch.arange(len(state["channels"])), state["channels"]] = 0
-        return output
+        return output.movedim(1, channel_dim)
 
     handle = module.register_forward_hook(ablate)
     try:
@@ -54,7 +54,7 @@ def ablation_weights(passes: Passes) -> list[tuple[Tensor, Tensor]]:
     channels = passes.activations.shape[1]
     every = torch.arange(channels, device=passes.activations.device)
     out = []
-    with _ablated(passes.module) as state, torch.inference_mode():
+    with _ablated(passes.module, passes.channel_dim) as state, torch.inference_mode():
         for index, image in enumerate(images):
             original = logits[index, class_ids[index]].float()  # (K,)
             ablated = []

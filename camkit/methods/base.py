@@ -46,6 +46,8 @@ class Passes:
     Attributes:
         model: the classifier, in eval mode (left as found by the Explainer).
         module: the target layer of ``model``.
+        channel_dim: the dimension of ``module``'s output that holds channels (1 for maps
+            ``(N, C, h, w)``, -1 for channels-last cells and transformer tokens).
         run: ``run(network, inputs) -> logits``, one forward pass with the call's memory format
             and autocast settings.
         images: ``(N, 3, H, W)`` the model inputs.
@@ -59,6 +61,7 @@ class Passes:
 
     model: nn.Module
     module: nn.Module
+    channel_dim: int
     run: Callable[[nn.Module, Tensor], Tensor]
     images: Tensor
     activations: Tensor

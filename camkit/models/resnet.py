@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 from camkit.io.checkpoint import load_checkpoint
+from camkit.models.zoo import WeightsUnavailableError, is_timm, nonzero_heads
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -32,10 +33,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither cached locally nor downloadable."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +191,28 @@ def variant_from(
     return variant.eval(), kept
 
 
+def _timm(arch: str, pretrained: bool, num_classes: int | None) -> tuple[nn.Module, ModelInfo]:
+    from camkit.models.zoo import timm_model
+
+    model, config = timm_model(arch, pretrained, num_classes)
+    count = config["num_classes"]
+    info = ModelInfo(
+        arch=arch,
+        channels=int(getattr(model, "num_features", 0) or 0),
+        num_classes=count,
+        class_names=config["class_names"] or tuple(f"class {i}" for i in range(count)),
+        input_size=config["input_size"],
+        mean=config["mean"],
+        std=config["std"],
+        weights=f"timm pretrained ({arch})" if pretrained else "none (random)",
+        random=not pretrained,
+    )
+    return model, info
+
+
 def _imagenet(arch: str) -> tuple[nn.Module, ModelInfo]:
+    if is_timm(arch):
+        return _timm(arch, True, None)
     try:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
     except (ValueError, KeyError):
@@ -237,6 +255,10 @@ def _random(
         with torch.random.fork_rng(devices=[]):  # reproducible, without touching the global RNG
             torch.manual_seed(seed)
             return _random(arch, num_classes, channels, projection=projection)
+    if is_timm(arch):
+        if channels != 2048:
+            raise ValueError("channel variants exist only for resnet50")
+        return _timm(arch, False, num_classes)
     if arch == "resnet50":
         model = resnet50_variant(channels, num_classes, projection=projection)
     else:
@@ -250,6 +272,7 @@ def _random(
                 "resnet50"
             ) from None
         channels = getattr(getattr(model, "fc", None), "in_features", 0)
+        nonzero_heads(model)  # torchvision zero-initialises ViT's head: every map would be 0
     info = ModelInfo(
         arch=arch,
         channels=channels,

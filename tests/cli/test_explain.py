@@ -277,3 +277,29 @@ def test_align_is_a_flag_named_in_files_and_records(capsys, tmp_path):
     assert on_image.shape == (1, 48, 80) and torch.isfinite(on_image).all()
     code, _, err = run(capsys, *common, "--align", "centre")
     assert code == 2 and "invalid choice: 'centre'" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "layer", "grid"),
+    [
+        ("vit_b_16", "encoder.layers.encoder_layer_11.ln_1", [14, 14]),
+        ("swin_t", "features.7.1.norm1", [7, 7]),
+        ("timm:convnext_tiny", "stages.3.blocks.2", [7, 7]),
+    ],
+)
+def test_explain_any_model_by_name_writes_overlays(
+    capsys, tmp_path, image_path, model, layer, grid
+):
+    if model.startswith("timm:"):
+        pytest.importorskip("timm")
+    out_dir = tmp_path / "o"
+    argv = ["explain", image_path, "--model", model, "--weights", "none", "--out", out_dir]
+    code, out, err = run(capsys, *argv, "--json", "--save-raw")
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["layer"] == layer and "weights are random" in err
+    panel = cv2.imread(str(out_dir / "scene.gradcam.png"))
+    assert panel is not None and panel.std() > 0
+    raw = np.load(out_dir / "scene.gradcam.npz")
+    assert list(raw["maps"].shape[-2:]) == grid and np.ptp(raw["maps"]) > 0

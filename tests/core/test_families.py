@@ -29,17 +29,23 @@ FAMILIES = {
     "resnext": ("resnext50_32x4d", 64, "layer4.2"),
     "shufflenet": ("shufflenet_v2_x0_5", 64, "conv5"),
     "squeezenet": ("squeezenet1_1", 64, "features.12"),
-    "swin": ("swin_t", 64, "permute"),
+    "swin": ("swin_t", 64, "features.7.1.norm1"),
     "vgg": ("vgg11", 64, "features.20"),
+    "vit": ("vit_b_16", 224, "encoder.layers.encoder_layer_11.ln_1"),
     "wide_resnet": ("wide_resnet50_2", 64, "layer4.2"),
 }
+
+TOKEN_GRIDS = {"vit": (14, 14), "swin": (2, 2)}  # 224 px / 16; 64 px / 32
 
 
 def _model(arch: str) -> torch.nn.Module:
     options = {"init_weights": False} if arch in ("googlenet", "inception_v3") else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return torchvision.models.get_model(arch, weights=None, **options).eval()
+        model = torchvision.models.get_model(arch, weights=None, **options).eval()
+        if arch.startswith("vit"):  # torchvision zero-initialises ViT's head: every map 0
+            torch.nn.init.normal_(model.heads.head.weight, std=0.05)
+        return model
 
 
 @pytest.mark.slow
@@ -53,6 +59,7 @@ def test_gradcam_at_the_default_layer_of_every_family(family):
     with LayerProbe(model, [layer]) as probe, torch.no_grad():
         model(images)
         grid = tuple(probe.activations[layer].shape[-2:])
+    grid = TOKEN_GRIDS.get(family, grid)  # (N, 1 + h·w, C) and (N, h, w, C): not the last two
     heatmaps = Explainer(model)(images, "top-5")  # random weights: some classes' maps are 0
     assert heatmaps.layer == layer and tuple(heatmaps.maps.shape) == (2, 5, *grid)
     maps = heatmaps.maps
@@ -65,11 +72,13 @@ def test_every_family_is_listed():
         return re.match(r"[a-z]+", name).group()
 
     names = torchvision.models.list_models(module=torchvision.models)
-    covered = {family(arch) for arch, *_ in FAMILIES.values()} | {"vit"}
+    covered = {family(arch) for arch, *_ in FAMILIES.values()}
     assert {family(name) for name in names} <= covered
 
 
-def test_a_vision_transformer_is_refused_clearly():
-    model = _model("vit_b_16")
-    with pytest.raises(ValueError, match="VisionTransformer: its last layers output tokens"):
+def test_a_model_without_a_spatial_map_is_refused_clearly():
+    model = torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10)
+    )
+    with pytest.raises(ValueError, match=r"no default layer for Sequential.*--layer"):
         default_layer(model)
