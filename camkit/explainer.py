@@ -191,6 +191,7 @@ class Explainer:
             raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
         _check_method_options(self.spec, path, eigen_smooth)
         self.eigen_smooth = eigen_smooth
+        self._smooth = eigen_smooth or self.spec.eigen  # the maps are eigen projections
         self._eigen_block = 64  # maps decomposed per eigen-smoothing block
         self.model = model
         self.layer, self.module = resolve_layer(
@@ -392,7 +393,7 @@ class Explainer:
             score = logits.gather(1, class_ids[:, k : k + 1]).sum()
             (gradients,) = torch.autograd.grad(score, output, retain_graph=k < count - 1)
             gradients = layout.to_map(gradients)
-            if self.eigen_smooth:
+            if self._smooth:
                 maps.append(eigen_smooth(self.spec.contributions(values, gradients).float()))
             else:
                 maps.append(self.spec.maps(values, gradients.float()))  # (N, h, w)
@@ -436,7 +437,7 @@ class Explainer:
         images or ``(N, K, C)``. Returns ``(N, K, h, w)``."""
         if weights.ndim == 2:  # a stride-0 view, not a copy: "all" and a subset of classes
             weights = weights.expand(len(activations), -1, -1)  # share one kernel, same numbers
-        if not self.eigen_smooth:
+        if not self._smooth:
             return weighted_map(activations, weights)
         step = max(1, self._eigen_block // len(activations))  # bound the (N, K', C, h, w) block
         return torch.cat(

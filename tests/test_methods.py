@@ -37,6 +37,18 @@ def test_closed_form_equals_autograd(model, images, method):
     )
 
 
+def test_eigengradcam_closed_form_equals_autograd_and_elementwise_has_none(model, images):
+    closed = Explainer(model, "layer4.2", "eigengradcam")(images, "top-2")
+    reference = Explainer(model, "layer4.2", "eigengradcam", path="autograd")(images, "top-2")
+    assert closed.path == "closed-form" and reference.path == "autograd"
+    scale = reference.maps.abs().max()
+    assert (closed.maps - reference.maps).abs().max() / scale <= 1e-4
+    elementwise = Explainer(model, "layer4.2", "gradcam-elementwise")(images, "top-2")
+    assert elementwise.path == "activation-grad"  # relu per channel: no closed form
+    with pytest.raises(ValueError, match="has no closed form"):
+        Explainer(model, "layer4.2", "gradcam-elementwise", path="closed-form")
+
+
 def test_hirescam_is_gradcam_at_a_gap_head(model, images):
     a = Explainer(model, "layer4.2", "hirescam")(images, "all").maps
     b = Explainer(model, "layer4.2", "gradcam")(images, "all").maps
@@ -65,6 +77,8 @@ def reference_cam(name, model, layer, images, class_ids, eigen_smooth=False, **k
         ("xgradcam", "XGradCAM"),
         ("hirescam", "HiResCAM"),
         ("layercam", "LayerCAM"),
+        ("gradcam-elementwise", "GradCAMElementWise"),
+        ("eigengradcam", "EigenGradCAM"),
     ],
 )
 @pytest.mark.parametrize("layer", ["layer4.2", "layer3.5"])

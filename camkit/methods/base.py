@@ -105,6 +105,11 @@ class Method:
         pass_weights: ``"masked-forward"`` / ``"ablation"``: ``pass_weights(passes)`` → for each
             image, channel weights ``(K, C')`` and the channels ``(C',)`` they weigh.
         bias: ``"linear"``: add the head's bias (FCN score maps); without it, CAM.
+        terms: ``"gradients"``: applied to the terms ``w_k A_k`` (``(N, [K,] C, h, w)``)
+            before they are summed or projected, e.g. ``relu`` per channel (element-wise
+            Grad-CAM); ``None``: the terms as they are.
+        eigen: the map is always the eigen projection of the terms (Eigen-Grad-CAM), not
+            their sum.
         description: one line for listings.
     """
 
@@ -115,6 +120,8 @@ class Method:
     activation_map: ActivationMapFn | None = None
     pass_weights: PassWeightsFn | None = None
     bias: bool = False
+    terms: Callable[[Tensor], Tensor] | None = None
+    eigen: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -160,10 +167,14 @@ class Method:
     def contributions(self, activations: Tensor, gradients: Tensor) -> Tensor:
         """The terms the map sums over channels, ``(N, [K,] C, h, w)``: what eigen smoothing
         projects instead. ``activations (N, C, h, w)``, ``gradients (N, [K,] C, h, w)``."""
-        return weighted_terms(activations, self._weights(activations, gradients))
+        terms = weighted_terms(activations, self._weights(activations, gradients))
+        return terms if self.terms is None else self.terms(terms)
 
     def maps(self, activations: Tensor, gradients: Tensor) -> Tensor:
-        """``relu(Σ_k w_k A_k)``, ``(N, [K,] h, w)``, from full gradients."""
+        """``relu(Σ_k w_k A_k)``, ``(N, [K,] h, w)``, from full gradients (with ``terms``:
+        ``relu(Σ_k terms(w_k A_k))``)."""
+        if self.terms is not None:
+            return self.contributions(activations, gradients).sum(dim=-3).relu()
         return weighted_map(activations, self._weights(activations, gradients))
 
     def _weights(self, activations: Tensor, gradients: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Gradient methods: Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM.
+"""Gradient methods: Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, element-wise
+Grad-CAM, Eigen-Grad-CAM.
 
 Each is its weights formula from :mod:`camkit.cam`, once: called with the full gradients on the
 autograd paths, and with the constant gradient ``W[c] / (h·w)`` of a GAP + linear head for the
@@ -6,6 +7,8 @@ closed form.
 """
 
 from __future__ import annotations
+
+import torch
 
 from camkit.cam import (
     gradcam_weights,
@@ -17,7 +20,16 @@ from camkit.cam import (
 from camkit.methods.base import ClosedFormFn, Method, Tensor
 from camkit.methods.registry import register
 
-__all__ = ["GRADCAM", "GRADCAMPP", "HIRESCAM", "LAYERCAM", "XGRADCAM", "from_weights"]
+__all__ = [
+    "EIGENGRADCAM",
+    "GRADCAM",
+    "GRADCAMPP",
+    "GRADCAM_ELEMENTWISE",
+    "HIRESCAM",
+    "LAYERCAM",
+    "XGRADCAM",
+    "from_weights",
+]
 
 
 def _closed_form(weights) -> ClosedFormFn:
@@ -53,4 +65,24 @@ HIRESCAM = register(
 )
 LAYERCAM = register(
     from_weights("layercam", layercam_weights, "LayerCAM: relu(gradient) ⊙ activation")
+)
+GRADCAM_ELEMENTWISE = register(
+    Method(
+        "gradcam-elementwise",
+        needs="gradients",
+        weights=hirescam_weights,
+        terms=torch.relu,  # relu(g ⊙ A) per channel, then summed: no closed form
+        description="element-wise Grad-CAM: Σ_k relu(gradient ⊙ activation)",
+    )
+)
+EIGENGRADCAM = register(
+    Method(
+        "eigengradcam",
+        needs="gradients",
+        weights=hirescam_weights,
+        # at a GAP + linear head g = W[c]/(h·w): the terms are Grad-CAM's, w_k A_k
+        closed_form=_closed_form(gradcam_weights),
+        eigen=True,
+        description="Eigen-Grad-CAM: first principal component of gradient ⊙ activation",
+    )
 )

@@ -303,3 +303,14 @@ def test_explain_any_model_by_name_writes_overlays(
     assert panel is not None and panel.std() > 0
     raw = np.load(out_dir / "scene.gradcam.npz")
     assert list(raw["maps"].shape[-2:]) == grid and np.ptp(raw["maps"]) > 0
+
+
+@pytest.mark.parametrize("method", ["gradcam-elementwise", "eigengradcam"])
+def test_explain_runs_the_newer_methods(capsys, tmp_path, image_path, method):
+    out_dir = tmp_path / "o"
+    argv = ["explain", image_path, "--weights", "none", "--size", 64, "--method", method]
+    code, out, err = run(capsys, *argv, "--out", out_dir, "--json")
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["method"] == method
+    assert (out_dir / f"scene.{method}-s64.png").exists()
