@@ -26,6 +26,7 @@ COMMANDS = (
     "variants",
     "train_seg",
     "segment",
+    "explain_seg",
     "compare",
     "evaluate",
     "export",

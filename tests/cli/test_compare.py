@@ -72,3 +72,14 @@ def test_images_of_the_same_name_in_two_folders_keep_two_panels(capsys, tmp_path
         p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.png")
     )
     assert panels == ["panels/p/same.compare.png", "panels/q/same.compare.png"]
+
+
+@pytest.mark.slow
+def test_compare_a_vision_transformer(capsys, tmp_path, folder):
+    code, out, err = run(capsys, "compare", folder / "images", "--masks", folder / "masks",
+                         "--model", "vit_b_16", "--weights", "none", "--json",
+                         "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    images = json.loads(out)["images"]
+    assert len(images) == 2 and "pointing_game" in json.dumps(images)
+    assert all(image["layer"] == "encoder.layers.encoder_layer_11.ln_1" for image in images)

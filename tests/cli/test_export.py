@@ -74,3 +74,15 @@ def test_several_layers_fused_as_in_explain(capsys, tmp_path, photos, checkpoint
                           "layer4.2,layer3.5", "--fusion", "max")  # fmt: skip
     assert code == 0, err
     assert {r["status"] for r in records(out).values()} == {"ok"}
+
+
+@pytest.mark.slow
+def test_export_a_transformer_by_name(capsys, tmp_path, photos):
+    out = tmp_path / "out"
+    flags = ["--model", "swin_t", "--weights", "none", "--formats", "overlay,raw"]
+    code, _, err = export(capsys, photos, out, *flags)
+    assert code == 0, err
+    for record in records(out).values():  # (N, h, w, C) cells at 224 px: a 7×7 map
+        assert record["layer"] == "features.7.1.norm1"
+        maps = raw(out, record)["maps"]
+        assert maps.shape[-2:] == (7, 7) and np.ptp(maps) > 0
