@@ -126,7 +126,10 @@ class Explainer:
     Args:
         model: a classifier (ResNet-50 or a channel variant, any model for gradient paths).
         layer: dotted name (``"layer4.2"``) or module; ``None``: the model's default layer
-            (:func:`~camkit.core.layers.default_layer`: ``layer4.2`` for a ResNet-50).
+            (:func:`~camkit.core.introspect.default_layer`: ``layer4.2`` for a ResNet-50, the
+            last block's normalised tokens for a vision transformer). Its output may be a map
+            ``(N, C, h, w)``, channels-last cells ``(N, h, w, C)`` or patch tokens
+            ``(N, P + h·w, C)`` (:mod:`camkit.core.tokens`): maps are ``(N, K, h, w)`` alike.
         method: a registered method name (``camkit.methods.names()``) or a
             :class:`~camkit.methods.Method`: ``"gradcam"``; ``"cam"`` (class activation map
             ``W[c]·A``, no bias) or ``"fcn"`` (score map ``W[c]·A + b[c]``), which need a GAP +
