@@ -10,6 +10,12 @@ trains) and shapes coloured at random (``hard``), at output strides 32 and 16, G
 +x right), energy in the mask, the pointing game, and the two-object test (each class's map has
 its maximum on its own object). One run, the same maps, only the resampling differs. Prints a
 Markdown table (the README's) and writes the numbers as JSON.
+
+``--flips`` splits the centroid offset into what follows the object and what follows the
+network's frame: each image is also explained flipped in both axes, its map flipped back. An
+offset tied to the object keeps its sign; one tied to the network's frame (a drawing error, or
+evidence the weights put beside the receptive-field centre) changes it. Object-tied = half the
+sum of the two mean offsets, frame-tied = half their difference.
 """
 
 from __future__ import annotations
@@ -99,6 +105,60 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
     return save_image(out, np.concatenate([rows[0], gap, rows[1]]))
 
 
+def flip_decomposition(model, info, config: DemoConfig, stride: int, align: str, difficulty: str):
+    """Mean centroid offsets (dy, dx) of plain and flipped-back maps, and their object-tied and
+    frame-tied parts (see the module docstring)."""
+    from camkit.data.shapes import generate
+    from camkit.demo import _inputs
+    from camkit.pipeline.run import explain_images
+    from camkit.pipeline.settings import Settings
+
+    samples = [generate(i, config.seed + 2, config.size, difficulty) for i in range(config.n_test)]
+    flipped = [
+        replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
+        for s in samples
+    ]
+    settings = Settings("layer4.2", size=config.size, align=align, output_stride=stride)
+    means = []
+    for name, batch, flip in (("plain", samples, False), ("flipped", flipped, True)):
+        offsets = []
+        for sample, result in zip(
+            samples, explain_images(model, info, _inputs(batch, info, name), settings)
+        ):
+            heat = result.maps[0].numpy()
+            offset = centroid_offset(heat[::-1, ::-1] if flip else heat, sample.mask > 0)
+            if offset is not None:
+                offsets.append(offset)
+        means.append(np.mean(offsets, axis=0))
+    plain, back = means
+    return {
+        "output_stride": stride,
+        "align": align,
+        "difficulty": difficulty,
+        "plain": plain.tolist(),
+        "flipped_back": back.tolist(),
+        "object_tied": ((plain + back) / 2).tolist(),
+        "frame_tied": ((plain - back) / 2).tolist(),
+    }
+
+
+def flip_table(rows: list[dict]) -> str:
+    lines = [
+        "| data | stride | align | plain dy / dx | object-tied | frame-tied |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            " / ".join(f"{v:+.1f}" for v in r[k]) for k in ("plain", "object_tied", "frame_tied")
+        ]
+        lines.append(
+            f"| {r['difficulty']} | {r['output_stride']} | {r['align']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="camkit-demo/classifier.ckpt")
@@ -107,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--difficulties", default="easy,hard")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alignment-cpu.json"))
     parser.add_argument("--figure", type=Path, default=None, help="also draw this PNG")
+    parser.add_argument(
+        "--flips", action="store_true", help="also split the offsets: object- vs frame-tied"
+    )
     args = parser.parse_args(argv)
     if args.weights not in ("none", "random") and not Path(args.weights).exists():
         parser.error(f"--weights {args.weights}: no such checkpoint; run `make demo` first")
@@ -125,6 +188,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{difficulty} stride {stride} {align}: done", file=sys.stderr, flush=True)
     print(table(rows))
     result = {"weights": args.weights, "seconds": time.perf_counter() - start, "rows": rows}
+    if args.flips:
+        difficulties = [d for d in args.difficulties.split(",") if d]
+        result["flips"] = [
+            flip_decomposition(model, info, config, stride, align, difficulty)
+            for difficulty in difficulties
+            for stride in (32, 16)
+            for align in ("grid", "rf")
+        ]
+        print("\n" + flip_table(result["flips"]))
     write_result(args.out, torch.device("cpu"), result)
     return 0
 

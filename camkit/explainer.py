@@ -31,7 +31,7 @@ from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
 from camkit.core.geometry import LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
-from camkit.core.introspect import default_layer, layer_stride
+from camkit.core.introspect import default_layer, layer_stride, native_size
 from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
@@ -298,7 +298,15 @@ class Explainer:
             mode = "inference"
         with preserved_model_state(self.model):
             set_eval(self.model)
-            output, logits = self._forward(images, mode)  # the layer's output, (N, classes)
+            try:
+                output, logits = self._forward(images, mode)  # the layer's output, (N, classes)
+            except AssertionError as error:  # torchvision's ViT asserts its one input size
+                height, width = images.shape[-2:]
+                side = native_size(self.model)
+                raise ValueError(
+                    f"{type(self.model).__name__} refused a {width}×{height} px input ({error}); "
+                    f"it takes {side}×{side}: resize to it (--size {side})"
+                ) from None
             layout = self.layout(output.shape, images.shape[-2:])
             activations = layout.to_map(output)  # (N, C, h, w)
             if closed and self._head_matches(activations, logits, strict):

@@ -142,7 +142,7 @@ class SegmenterExplainer:
                     "give one (H, W) or (K, H, W) region per image at the model input size"
                 )
         if classes is None:
-            classes = _default_classes(regions)
+            classes = _default_classes(regions).to(regions.device)
         # the layer's stride and geometry come from probes of other sizes: before the regions
         _ = self.explainer.stride, self.explainer.geometry
         self.scores.regions = regions.to(images.device)

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -44,14 +45,21 @@ def test_bench_alignment_table_json_and_figure(tmp_path, capsys):
 
     out, picture = tmp_path / "alignment.json", tmp_path / "alignment.png"
     argv = ["--weights", "none", "--n-test", "4", "--n-pairs", "2", "--difficulties", "hard"]
+    argv += ["--flips"]
     assert bench_alignment.main([*argv, "--out", str(out), "--figure", str(picture)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    for flip in result["flips"]:  # the two parts add up to each mean offset
+        parts = np.array(flip["object_tied"]), np.array(flip["frame_tied"])
+        np.testing.assert_allclose(parts[0] + parts[1], flip["plain"])
+        np.testing.assert_allclose(parts[0] - parts[1], flip["flipped_back"])
+    assert len(result["flips"]) == 4
     assert [(r["output_stride"], r["align"]) for r in rows] == [
         (32, "grid"), (32, "rf"), (16, "grid"), (16, "rf")
     ]  # fmt: skip
     assert all(r["difficulty"] == "hard" and r["n_test"] == 4 for r in rows)
     table = capsys.readouterr().out
-    assert table.count("| hard |") == 4 and "centroid dx" in table
+    assert table.count("| hard |") == 8 and "centroid dx" in table and "frame-tied" in table
     import cv2
 
     assert cv2.imread(str(picture)).shape[0] > 2 * 192

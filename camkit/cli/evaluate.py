@@ -37,6 +37,11 @@ def add_parser(subparsers) -> None:
         "--steps", type=options.positive, default=32, help="deletion/insertion steps (default 32)"
     )
     parser.add_argument("--baseline", choices=("blur", "zero"), default="blur")
+    parser.add_argument(
+        "--road",
+        action="store_true",
+        help="also ROAD (remove and debias, noisy linear imputation): MoRF, LeRF, combined",
+    )
     options.add_mask_options(parser, sources=())  # masks: DIR/masks
     options.add_output_options(parser, "camkit-evaluate")
     parser.set_defaults(handler=run)
@@ -76,21 +81,29 @@ def run(args) -> int:
         score_channels=args.score_channels,
         tolerance=args.tolerance,
         resize_mask=args.resize_mask,
+        align=args.align,
+        road=args.road,
     )
     write_csv(args.out / "methods.csv", rows)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
+    road = " ROAD morf   lerf  comb." if args.road else ""
     print(
-        f"{'method':<12} {'ms/img':>8} {'pointing':>9} {'energy':>7} {'deletion':>9} "
-        f"{'insertion':>10} {'avg drop':>9} {'increase':>9}"
+        f"{'method':<19} {'ms/img':>8} {'pointing':>9} {'energy':>7} {'deletion':>9} "
+        f"{'insertion':>10} {'avg drop':>9} {'increase':>9}{road}"
     )
     for row in rows:
+        scores = (
+            f" {row['road_morf']:9.3f} {row['road_lerf']:6.3f} {row['road_combined']:6.3f}"
+            if args.road
+            else ""
+        )
         print(
-            f"{row['method']:<12} {row['ms_per_image']:8.1f} {_show(row['pointing_game'], 9)} "
+            f"{row['method']:<19} {row['ms_per_image']:8.1f} {_show(row['pointing_game'], 9)} "
             f"{_show(row['energy_in_mask'], 7)} {row['deletion_auc']:9.3f} "
             f"{row['insertion_auc']:10.3f} {row['average_drop']:9.1f} "
-            f"{row['increase_in_confidence']:9.1f}"
+            f"{row['increase_in_confidence']:9.1f}{scores}"
         )
     print(f"{len(rows)} methods on {rows[0]['images']} images → {args.out / 'methods.csv'}")
     return 0

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from camkit.cam import normalize
 from camkit.data.folders import find_images, spread
 from camkit.data.inputs import Input
 from camkit.metrics.faithfulness import average_drop, deletion_insertion
+from camkit.metrics.road import road as road_scores
 from camkit.pipeline.masks import MaskSource
 from camkit.pipeline.run import explain_images
 from camkit.pipeline.settings import Settings
@@ -55,11 +57,14 @@ def evaluate_methods(
     tolerance: float = 15.0,
     progress: bool | None = None,
     resize_mask: bool = False,
+    align: str = "rf",
+    road: bool = False,
 ) -> list[dict]:
     """One row per method: time per image, pointing game and energy in mask (when ``masks/``
     exists beside ``images/``; a mask of another size than its image is an error unless
     ``resize_mask``, as in every command), deletion / insertion AUC, Average Drop, Increase in
-    Confidence.
+    Confidence; with ``road``, ROAD (:func:`camkit.metrics.road.road`: MoRF, LeRF and
+    combined, averaged over the percentiles 10–90, logit changes).
 
     Every method explains the model's predicted class on the same images, through the one
     pipeline (maps on each image for localisation, at the model input for faithfulness).
@@ -73,7 +78,7 @@ def evaluate_methods(
     for method in methods:
         settings = Settings(
             layer, method, output_stride=output_stride, chunk_size=64,
-            score_channels=score_channels, batch_size=batch_size,
+            score_channels=score_channels, batch_size=batch_size, align=align,
         )  # fmt: skip
         results = list(explain_images(model, info, items, settings, masks, tolerance))
         failed = next((r for r in results if not r.ok), None)
@@ -89,6 +94,14 @@ def evaluate_methods(
         )
         drop = average_drop(model, inputs, saliency, classes)
         measured = [r.metrics for r in results if r.metrics is not None]
+        scores = {}
+        if road:
+            result = road_scores(model, inputs, normalize(saliency), classes)
+            scores = {
+                "road_morf": float(result.morf.mean()),
+                "road_lerf": float(result.lerf.mean()),
+                "road_combined": float(result.combined.mean()),
+            }
         rows.append(
             {
                 "method": method,
@@ -99,6 +112,7 @@ def evaluate_methods(
                 "deletion_auc": float(faithful["deletion"].mean()),
                 "insertion_auc": float(faithful["insertion"].mean()),
                 **drop,
+                **scores,
             }
         )
         bar.update()

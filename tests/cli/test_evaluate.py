@@ -42,3 +42,19 @@ def test_data_folder_given_twice_or_not_at_all(capsys, tmp_path, data, checkpoin
 def test_methods_come_from_the_registry(capsys, data, checkpoint):
     code, _, err = run(capsys, "evaluate", data, "--weights", checkpoint, "--methods", "fcn")
     one_line_error(code, err, "unknown ['fcn']", "gradcam")
+
+
+def test_road_columns_and_align_reach_the_rows(capsys, tmp_path, data, checkpoint):
+    import json
+
+    common = ["--weights", checkpoint, "--methods", "gradcam,gradcam-elementwise", "--n", 2]
+    code, out, err = run(capsys, "evaluate", data, *common, "--steps", 2, "--road", "--json",
+                         "--out", tmp_path / "r")  # fmt: skip
+    assert code == 0, err
+    rows = {row["method"]: row for row in json.loads(out)}
+    for row in rows.values():
+        assert {"road_morf", "road_lerf", "road_combined"} <= set(row)
+        assert row["road_combined"] == pytest.approx((row["road_lerf"] - row["road_morf"]) / 2)
+    code, text, err = run(capsys, "evaluate", data, *common, "--steps", 2, "--road",
+                          "--out", tmp_path / "t")  # fmt: skip
+    assert code == 0 and "ROAD" in text and "gradcam-elementwise" in text, err

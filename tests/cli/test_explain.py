@@ -314,3 +314,10 @@ def test_explain_runs_the_newer_methods(capsys, tmp_path, image_path, method):
     (record,) = json.loads(out)
     assert record["method"] == method
     assert (out_dir / f"scene.{method}-s64.png").exists()
+
+
+@pytest.mark.slow
+def test_a_model_of_one_input_size_names_it(capsys, tmp_path, image_path):
+    argv = ["explain", image_path, "--model", "vit_b_16", "--weights", "none", "--size", 128]
+    code, _, err = run(capsys, *argv, "--out", tmp_path / "o")
+    one_line_error(code, err, "refused a 128×128 px input", "--size 224")

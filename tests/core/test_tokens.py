@@ -108,3 +108,9 @@ def test_every_method_smoothing_fusion_and_tta_on_tokens():
     assert fused.maps.shape == (2, 1, 64, 64) and torch.isfinite(fused.maps).all()
     tta = augmentation_smoothed(Explainer(model, LAST), images)
     assert tta.maps.shape == (2, 1, 64, 64) and torch.isfinite(tta.maps).all()
+
+
+def test_a_model_of_one_input_size_refuses_others_in_one_line():
+    model = _vit()  # 64 px only
+    with pytest.raises(ValueError, match=r"VisionTransformer refused a 96×96 px input .*--size 64"):
+        Explainer(model, LAST)(torch.randn(1, 3, 96, 96))
