@@ -10,21 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from camkit import methods
 from camkit.cli import options
 from camkit.cli.common import CLIError, device, unique_stems
 
 __all__ = ["add_parser", "run"]
-
-GRADIENT_OR_FORWARD = (
-    "gradcam",
-    "gradcampp",
-    "xgradcam",
-    "hirescam",
-    "layercam",
-    "gradcam-elementwise",
-    "eigengradcam",
-    "eigencam",
-)
 
 
 def add_parser(subparsers) -> None:
@@ -39,7 +29,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--layer", default="layer4", help="encoder (layer1–layer4) or decoder (dec4–dec0) layer"
     )
-    parser.add_argument("--method", choices=GRADIENT_OR_FORWARD, default="gradcam")
+    parser.add_argument(
+        "--method",
+        choices=[m for m in methods.names() if methods.get(m).needs in ("gradients", "forward")],
+        default="gradcam",
+        help="a method that takes gradients or the activations alone (default gradcam)",
+    )
     parser.add_argument(
         "--class",
         dest="class_id",
