@@ -134,7 +134,8 @@ class SegmenterExplainer:
         else:
             regions = torch.as_tensor(regions, dtype=torch.float32)
             if regions.ndim == 3:  # one region, the same for every class
-                classes_count = self.regions(images[:1]).shape[1]
+                classes_count = getattr(self.segmenter, "classes", None)  # ResUNet has it
+                classes_count = classes_count or self.regions(images[:1]).shape[1]
                 regions = regions.unsqueeze(1).expand(-1, classes_count, -1, -1)
             if regions.shape[0] != len(images) or regions.shape[-2:] != images.shape[-2:]:
                 raise ValueError(
