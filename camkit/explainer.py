@@ -38,6 +38,7 @@ from camkit.core.surgery import dilated_last_stage
 from camkit.core.tokens import TokenLayout, token_layout
 from camkit.heatmaps import Heatmaps, Targets, check_align, resolve_targets
 from camkit.methods import Method, Passes
+from camkit.methods.base import ObjectiveFn
 
 __all__ = [
     "AUTOCAST",
@@ -107,6 +108,44 @@ def _check_method_options(method: Method, path: str, smooth: bool) -> None:
             f"eigen_smooth does not apply to {method.name!r} (a linear class map); use a "
             "Grad-CAM-family method such as 'gradcam'"
         )
+
+
+def _objective_slopes(
+    objective: ObjectiveFn, logits: torch.Tensor, class_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A method's objective at ``logits (N, classes)`` for ``class_ids (N, K)``: its values
+    ``(N, K)`` and their gradients in the logits ``(N, K, classes)``, each image on its own."""
+    count = class_ids.shape[1]
+    with torch.enable_grad():
+        leaf = logits.detach().float().requires_grad_(True)
+        values = objective(leaf, class_ids)
+        slopes = [
+            torch.autograd.grad(values[:, k].sum(), leaf, retain_graph=k < count - 1)[0]
+            for k in range(count)
+        ]
+    return values.detach(), torch.stack(slopes, dim=1)
+
+
+def _hessian_corrected(gradients: torch.Tensor, output: torch.Tensor, retain: bool) -> torch.Tensor:
+    """Shapley-CAM's ``g − ½·H·A``: the Hessian of the score at the layer's ``output`` times
+    the output itself, by a second backward through ``gradients`` (made with a graph). A tail
+    that is linear in the output (ReLU, GAP + linear) has ``H = 0``."""
+    if not gradients.requires_grad:
+        return gradients
+    (hvp,) = torch.autograd.grad(
+        gradients, output, grad_outputs=output.detach(), retain_graph=retain, allow_unused=True
+    )
+    return gradients.detach() if hvp is None else gradients.detach() - 0.5 * hvp
+
+
+def _twice_differentiable(enabled: bool) -> contextlib.AbstractContextManager:
+    """Attention computed by the math kernel, the one whose backward can be differentiated
+    again (a Hessian-vector product through a transformer); as it is when not ``enabled``."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _linear_head(model: nn.Module) -> nn.Linear | None:
@@ -340,7 +379,8 @@ class Explainer:
             inputs = images.clone().requires_grad_(True)
         probe_mode = "capture" if mode == "inference" else mode
         grad_mode = torch.inference_mode() if mode == "inference" else torch.enable_grad()
-        with LayerProbe(self.model, [self.layer], mode=probe_mode) as probe, grad_mode:
+        twice = _twice_differentiable(self.spec.hessian and mode != "inference")
+        with LayerProbe(self.model, [self.layer], mode=probe_mode) as probe, grad_mode, twice:
             logits = self._run(self.model, inputs)
         return probe.activations[self.layer], logits
 
@@ -374,7 +414,9 @@ class Explainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps ``(N, K, h, w)`` where ``dY_c/dA_k = W[c, k] / (h·w)`` at every position."""
         class_ids = resolve_targets(targets, logits)
-        every = _all_classes(targets)  # every class: the head's rows, shared by all images
+        objective = self.spec.objective
+        # every class, scored by its logit: the head's rows, shared by all images
+        every = _all_classes(targets) and objective is None
         activations = activations.detach().float()  # (N, C, h, w)
         weight = self.head.weight.detach().float()  # (classes, C)
         with torch.no_grad():
@@ -385,9 +427,13 @@ class Explainer:
                 return maps, class_ids
             height, width = activations.shape[-2:]
             gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
-            gradient = gradient if every else gradient[class_ids]  # (classes, C) | (N, K, C)
-            scores = logits.detach().float()
-            scores = scores if every else scores.gather(1, class_ids)  # (N, K)
+            if objective is not None:  # dobjective/dA = Σ_c dobjective/dY_c · W[c] / (h·w)
+                scores, slopes = _objective_slopes(objective, logits, class_ids)
+                gradient = slopes @ gradient  # (N, K, C)
+            else:
+                gradient = gradient if every else gradient[class_ids]  # (classes, C) | (N, K, C)
+                scores = logits.detach().float()
+                scores = scores if every else scores.gather(1, class_ids)  # (N, K)
             weights = self.spec.closed_form(activations, gradient, scores)
             return self._weighted_maps(weights, activations), class_ids
 
@@ -399,10 +445,18 @@ class Explainer:
         class_ids = resolve_targets(targets, logits.detach())
         values = layout.to_map(output.detach()).float()  # (N, C, h, w)
         count = class_ids.shape[1]
+        if self.spec.objective is not None:
+            scores = self.spec.objective(logits.float(), class_ids)  # (N, K)
+        else:
+            scores = logits.gather(1, class_ids)
         maps = []
         for k in range(count):
-            score = logits.gather(1, class_ids[:, k : k + 1]).sum()
-            (gradients,) = torch.autograd.grad(score, output, retain_graph=k < count - 1)
+            retain = k < count - 1 or self.spec.hessian
+            (gradients,) = torch.autograd.grad(
+                scores[:, k].sum(), output, retain_graph=retain, create_graph=self.spec.hessian
+            )
+            if self.spec.hessian:
+                gradients = _hessian_corrected(gradients, output, retain=k < count - 1)
             gradients = layout.to_map(gradients)
             if self._smooth:
                 maps.append(eigen_smooth(self.spec.contributions(values, gradients).float()))

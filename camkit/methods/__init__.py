@@ -1,8 +1,9 @@
 """CAM methods as registered objects: one module per family.
 
-``gradient`` (gradcam, gradcampp, xgradcam, hirescam, layercam), ``score`` (scorecam),
-``ablation`` (ablationcam), ``eigen`` (eigencam), ``linear`` (cam, fcn). Each module registers
-its methods on import, in that order; :func:`names` lists them, and those registered later.
+``gradient`` (gradcam, gradcampp, xgradcam, hirescam, layercam, gradcam-elementwise,
+eigengradcam, finercam, shapleycam), ``score`` (scorecam), ``ablation`` (ablationcam),
+``eigen`` (eigencam, kpcacam), ``linear`` (cam, fcn). Each module registers its methods on
+import, in that order; :func:`names` lists them, and those registered later.
 
 Example:
     >>> from camkit import methods

@@ -75,6 +75,7 @@ class Passes:
 WeightsFn = Callable[[Tensor, Tensor], Tensor]
 ClosedFormFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 ActivationMapFn = Callable[[Tensor], Tensor]
+ObjectiveFn = Callable[[Tensor, Tensor], Tensor]
 PassWeightsFn = Callable[[Passes], list[tuple[Tensor, Tensor]]]
 
 _REQUIRED = {
@@ -110,6 +111,12 @@ class Method:
             Grad-CAM); ``None``: the terms as they are.
         eigen: the map is always the eigen projection of the terms (Eigen-Grad-CAM), not
             their sum.
+        objective: ``"gradients"``: the score the gradients are taken of, ``objective(logits
+            (N, classes), class_ids (N, K)) -> (N, K)``, differentiable in the logits (Finer-CAM
+            contrasts a class with its nearest rivals); ``None``: the target logits. At a GAP +
+            linear head the closed form's gradient is then ``(dobjective/dlogits) · W / (h·w)``.
+        hessian: ``"gradients"``: the gradients are corrected by the Hessian-vector product
+            along the activations, ``g − ½·H·A`` (Shapley-CAM); at a GAP + linear head ``H = 0``.
         description: one line for listings.
     """
 
@@ -122,6 +129,8 @@ class Method:
     bias: bool = False
     terms: Callable[[Tensor], Tensor] | None = None
     eigen: bool = False
+    objective: ObjectiveFn | None = None
+    hessian: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
