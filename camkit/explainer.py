@@ -11,7 +11,8 @@ Explainer runs one forward pass with the layer probed and takes the path that de
   parameter requires grad), and ``torch.autograd.grad`` runs backward through the tail only.
 - ``"autograd"``: the plain reference: the whole forward is recorded from the input.
 - ``"forward"`` (Eigen-CAM), ``"masked-forward"`` (Score-CAM), ``"ablation-forward"``
-  (Ablation-CAM away from a GAP + linear head): the method's own forward passes.
+  (Ablation-CAM away from a GAP + linear head), ``"noisy-gradients"`` (Smooth Grad-CAM++):
+  the method's own passes.
 
 With ``path="auto"`` the forward records the graph from the layer on (it costs nothing before
 it), so a failed head check falls back to gradients without a second forward; nothing is
@@ -76,6 +77,7 @@ _OWN_PATHS = {
     "forward": "forward",
     "masked-forward": "masked-forward",
     "ablation": "ablation-forward",
+    "noisy-gradients": "noisy-gradients",
 }
 
 Forward = Literal["inference", "leaf", "capture"]
@@ -196,6 +198,8 @@ class Explainer:
             derived from the layer's path); ``"grid"`` is pytorch-grad-cam's and torch-cam's
             ``align_corners=False`` convention, which draws a ResNet map ``stride/2 − ½`` px
             down and right of its evidence.
+        seed: the noise of the methods that add it (SS-CAM, Smooth Grad-CAM++): a generator
+            seeded with it on every call, so a call's result depends only on its arguments.
 
     The model is run in eval mode and left exactly as found (training flags, ``requires_grad``,
     ``.grad``, hooks), also when an exception is raised. A call's result depends only on its
@@ -221,8 +225,10 @@ class Explainer:
         channels_last: bool = False,
         autocast: str | torch.dtype | None = None,
         align: str = "rf",
+        seed: int = 0,
     ) -> None:
         check_align(align)
+        self.seed = int(seed)  # the noise of SS-CAM and Smooth Grad-CAM++
         self.align = align
         self.channels_last = bool(channels_last)
         self.autocast = autocast_dtype(autocast)
@@ -490,6 +496,8 @@ class Explainer:
             batch_size=self.batch_size,
             score_channels=self.score_channels,
             align_corners=self._score_align_corners,
+            seed=self.seed,
+            to_map=layout.to_map,
         )
         maps = [
             self._weighted_maps(weights[None], activations[index, channels][None])[0]

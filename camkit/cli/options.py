@@ -220,7 +220,7 @@ def _speed_arguments() -> dict[str, tuple[str, dict]]:
                 "type": positive,
                 "default": 32,
                 "metavar": "N",
-                "help": "Score-CAM / Ablation-CAM: masked or ablated forward passes per chunk; "
+                "help": "Score-CAM family / Ablation-CAM: masked or ablated passes per chunk; "
                 "memory grows with N, not with the channel count (default 32)",
             },
         ),
@@ -230,8 +230,18 @@ def _speed_arguments() -> dict[str, tuple[str, dict]]:
                 "type": positive,
                 "default": None,
                 "metavar": "N",
-                "help": "Score-CAM: only the top-N channels by activation variance "
-                "(Faster Score-CAM)",
+                "help": "Score-CAM, SS-CAM, IS-CAM: only the top-N channels by activation "
+                "variance (Faster Score-CAM)",
+            },
+        ),
+        "seed": (
+            "--seed",
+            {
+                "type": int,
+                "default": 0,
+                "metavar": "N",
+                "help": "the noise of SS-CAM and Smooth Grad-CAM++ (default 0: the same maps "
+                "on every run)",
             },
         ),
         "fusion": (
@@ -280,6 +290,7 @@ SPEED_OPTIONS = (
     "aug_smooth",
     "chunk_size",
     "score_channels",
+    "seed",
     "fusion",
     "channels_last",
     "autocast",

@@ -56,6 +56,7 @@ IDENTITY_KEYS = (
     "fusion",
     "score_channels",
     "align",
+    "seed",
 )
 # identity keys added later, with the value an export made before them had: at these values
 # they are left out of the hash (so such an export keeps its settings id), and an export.json
@@ -66,6 +67,7 @@ _LATER_DEFAULTS = {
     "fusion": None,
     "score_channels": None,
     "align": "grid",
+    "seed": 0,
 }
 PART_NAME = re.compile(r"part-(\d+)-of-(\d+)\.jsonl")  # a shard's manifest: part-K-of-N
 

@@ -1,8 +1,9 @@
 """CAM methods as registered objects: one module per family.
 
 ``gradient`` (gradcam, gradcampp, xgradcam, hirescam, layercam, gradcam-elementwise,
-eigengradcam, finercam, shapleycam), ``score`` (scorecam), ``ablation`` (ablationcam),
-``eigen`` (eigencam, kpcacam), ``linear`` (cam, fcn). Each module registers its methods on
+eigengradcam, finercam, shapleycam), ``score`` (scorecam, sscam, iscam), ``ablation``
+(ablationcam), ``eigen`` (eigencam, kpcacam), ``smoothgrad`` (smoothgradcampp), ``linear``
+(cam, fcn). Each module registers its methods on
 import, in that order; :func:`names` lists them, and those registered later.
 
 Example:
@@ -19,7 +20,7 @@ from camkit.methods.base import NEEDS, Method, Passes
 from camkit.methods.registry import get, names, register, unregister
 
 # the built-in families register themselves on import, in this order
-from camkit.methods import gradient, score, ablation, eigen, linear  # isort: skip
+from camkit.methods import gradient, score, ablation, eigen, smoothgrad, linear  # isort: skip
 
 __all__ = [
     "NEEDS",
@@ -33,5 +34,6 @@ __all__ = [
     "names",
     "register",
     "score",
+    "smoothgrad",
     "unregister",
 ]

@@ -28,13 +28,15 @@ __all__ = ["NEEDS", "Method", "Passes"]
 
 Tensor = torch.Tensor
 
-NEEDS = ("gradients", "forward", "masked-forward", "ablation", "linear")
+NEEDS = ("gradients", "forward", "masked-forward", "ablation", "noisy-gradients", "linear")
 """What a method computes from, besides one forward pass:
 
 - ``"gradients"``: ``dY_c/dA`` at the layer (autograd, or the closed form at a GAP + linear head);
 - ``"forward"``: the activations alone (Eigen-CAM);
 - ``"masked-forward"``: forward passes of masked inputs (Score-CAM);
 - ``"ablation"``: forward passes with channels of the layer zeroed (Ablation-CAM);
+- ``"noisy-gradients"``: ``dY_c/dA`` at copies of the input with noise added (Smooth
+  Grad-CAM++), forward and backward passes of its own;
 - ``"linear"``: the linear head applied at every position (CAM, FCN), closed form only.
 """
 
@@ -57,6 +59,8 @@ class Passes:
         batch_size: forward passes per chunk (memory is bounded by this).
         score_channels: Score-CAM: only the top-N channels by activation variance (``None``: all).
         align_corners: Score-CAM's mask upsampling (pytorch-grad-cam uses ``True``).
+        seed: the noise of SS-CAM and Smooth Grad-CAM++ (a generator seeded with it per call).
+        to_map: the layer's output (or its gradient) in its own layout → ``(N, C, h, w)``.
     """
 
     model: nn.Module
@@ -70,6 +74,8 @@ class Passes:
     batch_size: int = 32
     score_channels: int | None = None
     align_corners: bool = False
+    seed: int = 0
+    to_map: Callable[[Tensor], Tensor] = lambda tensor: tensor
 
 
 WeightsFn = Callable[[Tensor, Tensor], Tensor]
@@ -83,6 +89,7 @@ _REQUIRED = {
     "forward": "activation_map",
     "masked-forward": "pass_weights",
     "ablation": "pass_weights",
+    "noisy-gradients": "pass_weights",
 }
 
 
@@ -103,7 +110,8 @@ class Method:
             returns ``(K, C)`` or ``(N, K, C)``. ``None``: no closed form.
         activation_map: ``"forward"``: ``activations (N, C, h, w) -> maps (N, h, w)``,
             class-agnostic.
-        pass_weights: ``"masked-forward"`` / ``"ablation"``: ``pass_weights(passes)`` → for each
+        pass_weights: ``"masked-forward"`` / ``"ablation"`` / ``"noisy-gradients"``:
+            ``pass_weights(passes)`` → for each
             image, channel weights ``(K, C')`` and the channels ``(C',)`` they weigh.
         bias: ``"linear"``: add the head's bias (FCN score maps); without it, CAM.
         terms: ``"gradients"``: applied to the terms ``w_k A_k`` (``(N, [K,] C, h, w)``)

@@ -6,8 +6,9 @@ JSON record (``record``)::
     key, input, status ("ok" | "error"), error (only on errors)
     model                       the weights: "imagenet", "none", or a checkpoint path
     layer, method, path         what was computed, and on which path ("closed-form", ...)
-    fusion, smoothing, autocast, output_stride, targets_spec
-                                every setting that changes a map (None where unused)
+    fusion, smoothing, autocast, output_stride, targets_spec, seed
+                                every setting that changes a map (None where unused; the
+                                seed only changes SS-CAM's and Smooth Grad-CAM++'s)
     input_size, image_size      [H, W] of the model input and of the image maps are drawn on
     align                       how maps are put on the image: "rf" (each cell at its
                                 receptive-field centre) or "grid" (the peers' convention)
@@ -54,6 +55,7 @@ def _setting_fields(result: Result, settings: Settings) -> dict:
         "autocast": heatmaps.extra.get("autocast"),
         "output_stride": settings.output_stride,
         "targets_spec": targets,
+        "seed": settings.seed,
         "input_size": list(heatmaps.input_size),
         "image_size": list(result.image.shape[:2]),
         "align": heatmaps.alignment,

@@ -24,8 +24,8 @@ class Settings:
     Attributes:
         layer: dotted name, several joined by commas (fused), or ``None`` for the model's
             default layer.
-        method, path, output_stride, eigen_smooth, score_channels, channels_last, autocast:
-            as in :class:`camkit.explainer.Explainer`; ``chunk_size`` is its ``batch_size``
+        method, path, output_stride, eigen_smooth, score_channels, channels_last, autocast,
+            seed: as in :class:`camkit.explainer.Explainer`; ``chunk_size`` is its ``batch_size``
             (masked or ablated passes per chunk).
         targets: ``None`` (top class), class ids (for every image), ``"top-k"`` or ``"all"``.
         size: model input side or ``(H, W)``; ``None``: the model's own; ``0``: native size.
@@ -50,6 +50,7 @@ class Settings:
     channels_last: bool = False
     autocast: str | None = None
     align: str = "rf"
+    seed: int = 0
     batch_size: int = 16
 
     @property
@@ -90,6 +91,7 @@ class Settings:
             "channels_last": self.channels_last,
             "autocast": self.autocast,
             "align": self.align,
+            "seed": self.seed,
         }
         if len(self.layers) > 1:
             return MultiLayerExplainer(
@@ -128,6 +130,8 @@ def settings_tag(
         parts.append(str(settings.autocast))
     if settings.align != "rf":
         parts.append(settings.align)
+    if settings.seed != 0:
+        parts.append(f"seed{settings.seed}")
     targets = settings.targets
     if isinstance(targets, str):
         parts.append(targets.replace("-", ""))

@@ -1,0 +1,129 @@
+"""SS-CAM, IS-CAM and Smooth Grad-CAM++ against torch-cam, on the same inputs and noise."""
+
+import itertools
+
+import pytest
+import torch
+
+from camkit.core.probe import LayerProbe
+from camkit.explainer import Explainer
+from camkit.methods import Method
+from camkit.methods.score import integrated_weights, smoothed_weights
+from camkit.methods.smoothgrad import SMOOTHGRADCAMPP, smoothgrad_weights
+from camkit.models.resnet import resnet50_variant
+from tests.conftest import perturb
+
+torchcam = pytest.importorskip("torchcam.methods")
+
+LAYERS = ["layer4.2", "layer3.5"]
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(1)
+    return perturb(resnet50_variant(64, num_classes=5), seed=1).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+
+def _theirs(extractor_class, model, layer, image, class_id, **kwargs):
+    with extractor_class(model, layer, input_shape=tuple(image.shape[1:]), **kwargs) as extractor:
+        with torch.no_grad():
+            model(image)
+        return extractor(class_id, normalized=False)[0]
+
+
+def _close(ours, theirs):
+    torch.testing.assert_close(ours, theirs, atol=1e-4 * theirs.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_iscam_with_torch_cams_coefficients_matches_it(small, image, layer):
+    theirs = _theirs(torchcam.ISCAM, small, layer, image, 2, batch_size=4096, num_samples=3)
+    running = list(itertools.accumulate((i + 1) / 3 for i in range(3)))  # 1/3, 1, 2
+    spec = Method("iscam-torchcam", needs="masked-forward",
+                  pass_weights=integrated_weights(3, running))  # fmt: skip
+    heatmaps = Explainer(small, layer, spec, batch_size=4096)(image, 2)
+    assert heatmaps.path == "masked-forward"
+    _close(heatmaps.maps[:, 0], theirs)
+    paper = Explainer(small, layer, Method("iscam3", needs="masked-forward",
+                      pass_weights=integrated_weights(3)))(image, 2)  # fmt: skip
+    assert not torch.allclose(paper.maps, heatmaps.maps)  # i/n, not its running sum
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_sscam_matches_torch_cam_with_the_same_noise(small, image, layer):
+    torch.manual_seed(11)  # torch-cam draws from the global generator, camkit from its seed
+    theirs = _theirs(torchcam.SSCAM, small, layer, image, 2, batch_size=4096, num_samples=3)
+    spec = Method("sscam3", needs="masked-forward", pass_weights=smoothed_weights(3, 2.0))
+    # one chunk of channels: the noise is drawn as torch-cam draws it
+    ours = Explainer(small, layer, spec, batch_size=4096, seed=11)(image, 2).maps[:, 0]
+    _close(ours, theirs)
+    again = Explainer(small, layer, spec, batch_size=4096, seed=11)(image, 2).maps[:, 0]
+    other = Explainer(small, layer, spec, batch_size=4096, seed=12)(image, 2).maps[:, 0]
+    assert torch.equal(ours, again) and not torch.allclose(ours, other)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_smooth_gradcampp_matches_torch_cam(small, image, layer):
+    torch.manual_seed(13)
+    with torchcam.SmoothGradCAMpp(small, layer, num_samples=1, std=0.3,
+                                  input_shape=tuple(image.shape[1:])) as extractor:  # fmt: skip
+        small(image)
+        weights = extractor._get_weights(2)[0]  # (N, C), from the one noisy copy
+    small.zero_grad(set_to_none=True)
+    with LayerProbe(small, [layer]) as probe, torch.no_grad():
+        small(image)
+    expected = torch.einsum("nc,nchw->nhw", weights, probe.activations[layer]).relu()
+    spec = Method("sg1", needs="noisy-gradients", pass_weights=smoothgrad_weights(1, 0.3),
+                  closed_form=SMOOTHGRADCAMPP.closed_form)  # fmt: skip
+    heatmaps = Explainer(small, layer, spec, seed=13, path="autograd")(image, 2)
+    assert heatmaps.path == "noisy-gradients"
+    _close(heatmaps.maps[:, 0], expected)
+
+
+def test_smooth_gradcampp_closed_form_equals_its_noisy_passes(small, image):
+    closed = Explainer(small, "layer4.2", "smoothgradcampp")(image, "top-2")
+    noisy = Explainer(small, "layer4.2", "smoothgradcampp", path="autograd")(image, "top-2")
+    assert closed.path == "closed-form" and noisy.path == "noisy-gradients"
+    _close(closed.maps, noisy.maps)  # the gradient of a GAP + linear head ignores the noise
+    deeper = Explainer(small, "layer3.5", "smoothgradcampp")(image, "top-2")
+    plain = Explainer(small, "layer3.5", "gradcampp")(image, "top-2")
+    assert deeper.path == "noisy-gradients" and not torch.allclose(deeper.maps, plain.maps)
+
+
+def test_noisy_methods_leave_the_model_as_found(small, image):
+    small.train()
+    flags = [p.requires_grad for p in small.parameters()]
+    for method in ("sscam", "iscam", "smoothgradcampp"):
+        Explainer(small, "layer3.5", method, score_channels=4)(image)
+        assert small.training and all(not m._forward_hooks for m in small.modules())
+        assert [p.requires_grad for p in small.parameters()] == flags
+        assert all(p.grad is None for p in small.parameters())
+    small.eval()
+    with pytest.raises(ValueError, match="samples must be"):
+        smoothed_weights(0)
+    with pytest.raises(ValueError, match="samples must be"):
+        smoothgrad_weights(2, -1.0)
+
+
+@pytest.mark.parametrize("method", ["sscam", "iscam", "smoothgradcampp"])
+def test_the_noisy_methods_run_from_the_cli(tmp_path, capsys, rgb_image, method):
+    import json
+
+    import cv2
+
+    from camkit.cli import main
+
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), rgb_image[:, :, ::-1])
+    code = main(["explain", str(image), "--weights", "none", "--size", "64", "--method", method,
+                 "--score-channels", "4", "--seed", "3", "--layer", "layer3.5",
+                 "--out", str(tmp_path / "o"), "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(out)[0]
+    assert record["method"] == method and record["seed"] == 3
