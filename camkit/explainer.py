@@ -30,7 +30,7 @@ from torch import nn
 
 from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
-from camkit.core.geometry import LayerGeometry, layer_geometry
+from camkit.core.geometry import IDENTITY, LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import default_layer, layer_stride, native_size
 from camkit.core.layers import resolve_layer
@@ -78,6 +78,7 @@ _OWN_PATHS = {
     "masked-forward": "masked-forward",
     "ablation": "ablation-forward",
     "noisy-gradients": "noisy-gradients",
+    "input-gradients": "input-gradients",
 }
 
 Forward = Literal["inference", "leaf", "capture"]
@@ -104,6 +105,11 @@ def _check_method_options(method: Method, path: str, smooth: bool) -> None:
     if path == "closed-form" and method.uses_gradients and not method.has_closed_form:
         raise ValueError(
             f"method {method.name!r} has no closed form; use path='auto' or 'activation-grad'"
+        )
+    if smooth and method.needs == "input-gradients":
+        raise ValueError(
+            f"eigen_smooth does not apply to {method.name!r} (maps of input pixels, not of a "
+            "layer's channels); use a Grad-CAM-family method such as 'gradcam'"
         )
     if smooth and method.linear:
         raise ValueError(
@@ -297,6 +303,12 @@ class Explainer:
                     self._geometry = False
         return self._geometry or None
 
+    def _map_geometry(self, path: str) -> LayerGeometry | None:
+        """Where a result's cells sit in the input: the layer's, or each input pixel's own."""
+        if self.align != "rf":
+            return None
+        return IDENTITY if path == "input-gradients" else self.geometry
+
     def _device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
 
@@ -360,6 +372,9 @@ class Explainer:
             elif spec.uses_gradients:
                 path = "autograd" if mode == "capture" else "activation-grad"
                 maps, class_ids = self._gradient_maps(output, layout, logits, targets)
+            elif spec.needs == "input-gradients":
+                path = "input-gradients"
+                maps, class_ids = self._input_maps(images, activations, layout, logits, targets)
             else:
                 path = _OWN_PATHS[spec.needs]
                 maps, class_ids = self._own_maps(images, activations, layout, logits, targets)
@@ -484,7 +499,43 @@ class Explainer:
         if self.spec.activation_map is not None:
             maps = self.spec.activation_map(activations)  # (N, h, w): class-agnostic
             return maps.unsqueeze(1).expand(-1, class_ids.shape[1], -1, -1), class_ids
-        passes = Passes(
+        passes = self._passes(images, activations, layout, logits, class_ids)
+        maps = [
+            self._weighted_maps(weights[None], activations[index, channels][None])[0]
+            for index, (weights, channels) in enumerate(self.spec.pass_weights(passes))
+        ]  # (K, h, w) per image: weights (K, C') over its channels (C',)
+        return torch.stack(maps), class_ids
+
+    def _input_maps(
+        self,
+        images: torch.Tensor,
+        activations: torch.Tensor,
+        layout: TokenLayout,
+        logits: torch.Tensor,
+        targets: Targets,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maps ``(N, K, H, W)`` of input pixels (FullGrad, Guided Grad-CAM): the method's own
+        gradients, with its ``base`` method's layer map put on the input (this call's
+        alignment) and normalised."""
+        class_ids = resolve_targets(targets, logits)
+        base = None
+        if self.spec.base is not None:
+            explainer = Explainer(self.model, self.module, self.spec.base, align=self.align)
+            explainer.layer = self.layer  # inside this call's network (dilated for stride 16)
+            base = explainer._explain(images, class_ids).normalized()
+        passes = self._passes(images, activations.float(), layout, logits, class_ids)
+        return self.spec.input_maps(passes, base).float(), class_ids
+
+    def _passes(
+        self,
+        images: torch.Tensor,
+        activations: torch.Tensor,
+        layout: TokenLayout,
+        logits: torch.Tensor,
+        class_ids: torch.Tensor,
+    ) -> Passes:
+        """What a method that runs its own passes gets (:class:`~camkit.methods.Passes`)."""
+        return Passes(
             model=self.model,
             module=self.module,
             channel_dim=layout.channel_dim,
@@ -499,11 +550,6 @@ class Explainer:
             seed=self.seed,
             to_map=layout.to_map,
         )
-        maps = [
-            self._weighted_maps(weights[None], activations[index, channels][None])[0]
-            for index, (weights, channels) in enumerate(self.spec.pass_weights(passes))
-        ]  # (K, h, w) per image: weights (K, C') over its channels (C',)
-        return torch.stack(maps), class_ids
 
     def _weighted_maps(self, weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
         """``relu(Σ_k w_k A_k)``, or its eigen-smoothed form; weights ``(K, C)`` shared by all
@@ -547,7 +593,7 @@ class Explainer:
             method=self.method,
             path=path,
             input_size=(int(images.shape[-2]), int(images.shape[-1])),
-            geometry=self.geometry if self.align == "rf" else None,
+            geometry=self._map_geometry(path),
             align=self.align,
         )
 

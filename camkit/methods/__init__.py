@@ -2,8 +2,8 @@
 
 ``gradient`` (gradcam, gradcampp, xgradcam, hirescam, layercam, gradcam-elementwise,
 eigengradcam, finercam, shapleycam), ``score`` (scorecam, sscam, iscam), ``ablation``
-(ablationcam), ``eigen`` (eigencam, kpcacam), ``smoothgrad`` (smoothgradcampp), ``linear``
-(cam, fcn). Each module registers its methods on
+(ablationcam), ``eigen`` (eigencam, kpcacam), ``smoothgrad`` (smoothgradcampp), ``fullgrad``
+(fullgrad), ``guided`` (guidedbackprop, guidedgradcam), ``linear`` (cam, fcn). Each module registers its methods on
 import, in that order; :func:`names` lists them, and those registered later.
 
 Example:
@@ -20,7 +20,8 @@ from camkit.methods.base import NEEDS, Method, Passes
 from camkit.methods.registry import get, names, register, unregister
 
 # the built-in families register themselves on import, in this order
-from camkit.methods import gradient, score, ablation, eigen, smoothgrad, linear  # isort: skip
+from camkit.methods import gradient, score, ablation, eigen, smoothgrad  # isort: skip
+from camkit.methods import fullgrad, guided, linear  # isort: skip
 
 __all__ = [
     "NEEDS",
@@ -28,8 +29,10 @@ __all__ = [
     "Passes",
     "ablation",
     "eigen",
+    "fullgrad",
     "get",
     "gradient",
+    "guided",
     "linear",
     "names",
     "register",

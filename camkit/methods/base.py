@@ -28,7 +28,15 @@ __all__ = ["NEEDS", "Method", "Passes"]
 
 Tensor = torch.Tensor
 
-NEEDS = ("gradients", "forward", "masked-forward", "ablation", "noisy-gradients", "linear")
+NEEDS = (
+    "gradients",
+    "forward",
+    "masked-forward",
+    "ablation",
+    "noisy-gradients",
+    "input-gradients",
+    "linear",
+)
 """What a method computes from, besides one forward pass:
 
 - ``"gradients"``: ``dY_c/dA`` at the layer (autograd, or the closed form at a GAP + linear head);
@@ -37,6 +45,8 @@ NEEDS = ("gradients", "forward", "masked-forward", "ablation", "noisy-gradients"
 - ``"ablation"``: forward passes with channels of the layer zeroed (Ablation-CAM);
 - ``"noisy-gradients"``: ``dY_c/dA`` at copies of the input with noise added (Smooth
   Grad-CAM++), forward and backward passes of its own;
+- ``"input-gradients"``: gradients down to the input pixels (FullGrad, Guided Grad-CAM): maps
+  at the input's resolution;
 - ``"linear"``: the linear head applied at every position (CAM, FCN), closed form only.
 """
 
@@ -83,6 +93,7 @@ ClosedFormFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 ActivationMapFn = Callable[[Tensor], Tensor]
 ObjectiveFn = Callable[[Tensor, Tensor], Tensor]
 PassWeightsFn = Callable[[Passes], list[tuple[Tensor, Tensor]]]
+InputMapsFn = Callable[[Passes, "Tensor | None"], Tensor]
 
 _REQUIRED = {
     "gradients": "weights",
@@ -90,6 +101,7 @@ _REQUIRED = {
     "masked-forward": "pass_weights",
     "ablation": "pass_weights",
     "noisy-gradients": "pass_weights",
+    "input-gradients": "input_maps",
 }
 
 
@@ -125,6 +137,11 @@ class Method:
             linear head the closed form's gradient is then ``(dobjective/dlogits) · W / (h·w)``.
         hessian: ``"gradients"``: the gradients are corrected by the Hessian-vector product
             along the activations, ``g − ½·H·A`` (Shapley-CAM); at a GAP + linear head ``H = 0``.
+        input_maps: ``"input-gradients"``: ``input_maps(passes, base)`` → maps ``(N, K, H, W)``
+            at the input's resolution; ``base`` is the ``base`` method's map at the layer put on
+            the input and min-max normalised ``(N, K, H, W)``, or ``None``.
+        base: ``"input-gradients"``: the registered method whose layer map ``input_maps``
+            takes (Guided Grad-CAM: ``"gradcam"``); ``None``: none (FullGrad).
         description: one line for listings.
     """
 
@@ -139,6 +156,8 @@ class Method:
     eigen: bool = False
     objective: ObjectiveFn | None = None
     hessian: bool = False
+    input_maps: InputMapsFn | None = None
+    base: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

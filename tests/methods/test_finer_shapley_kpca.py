@@ -144,17 +144,5 @@ def test_kpcacam_matches_pytorch_grad_cam(model, images, layer):
 
 
 @pytest.mark.parametrize("method", ["finercam", "shapleycam", "kpcacam"])
-def test_the_new_methods_run_from_the_cli(tmp_path, capsys, rgb_image, method):
-    import json
-
-    import cv2
-
-    from camkit.cli import main
-
-    image = tmp_path / "a.png"
-    cv2.imwrite(str(image), rgb_image[:, :, ::-1])
-    code = main(["explain", str(image), "--weights", "none", "--size", "64", "--method", method,
-                 "--out", str(tmp_path / "o"), "--json"])  # fmt: skip
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert json.loads(out)[0]["method"] == method
+def test_the_new_methods_run_from_the_cli(explain_cli, method):
+    assert explain_cli("--method", method)["method"] == method

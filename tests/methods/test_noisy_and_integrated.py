@@ -111,19 +111,7 @@ def test_noisy_methods_leave_the_model_as_found(small, image):
 
 
 @pytest.mark.parametrize("method", ["sscam", "iscam", "smoothgradcampp"])
-def test_the_noisy_methods_run_from_the_cli(tmp_path, capsys, rgb_image, method):
-    import json
-
-    import cv2
-
-    from camkit.cli import main
-
-    image = tmp_path / "a.png"
-    cv2.imwrite(str(image), rgb_image[:, :, ::-1])
-    code = main(["explain", str(image), "--weights", "none", "--size", "64", "--method", method,
-                 "--score-channels", "4", "--seed", "3", "--layer", "layer3.5",
-                 "--out", str(tmp_path / "o"), "--json"])  # fmt: skip
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    record = json.loads(out)[0]
+def test_the_noisy_methods_run_from_the_cli(explain_cli, method):
+    options = ("--score-channels", "4", "--seed", "3", "--layer", "layer3.5")
+    record = explain_cli("--method", method, *options)
     assert record["method"] == method and record["seed"] == 3
