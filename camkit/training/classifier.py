@@ -295,6 +295,7 @@ def train_classifier(
     train_only: Sequence[str] | None = None,
     metadata: dict | None = None,
     keep_resume: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Train a ResNet-50 classifier on ``data`` and save a checkpoint.
 
@@ -318,7 +319,9 @@ def train_classifier(
     ``on_epoch`` is called with each epoch's metrics after its checkpoint is written. ``model``
     starts from a given network (e.g. a channel variant) instead of a new ResNet-50;
     ``train_only`` lists module-name prefixes to train (others are frozen, their BatchNorm
-    statistics too); ``metadata`` is added to the checkpoint. Returns the final metrics.
+    statistics too); ``metadata`` is added to the checkpoint. ``class_names``: the order of the
+    model's outputs (a given ``model``'s own; a folder's classes are matched to it by name),
+    instead of the folder's sorted order. Returns the final metrics.
     """
     config = resolve_config(config or TrainConfig(), model_given=model is not None)
     out = Path(out)
@@ -331,7 +334,7 @@ def train_classifier(
         data,
         val_data,
         config,
-        state.get("class_names") if state else None,
+        (state.get("class_names") if state else None) or class_names,
     )
     model, origin = _network(model, len(class_names), config, metadata, data)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format

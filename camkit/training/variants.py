@@ -112,5 +112,6 @@ def make_variant(
             model=variant,
             train_only=None if train_all else ["layer4.2", "fc"],
             metadata=metadata,
+            class_names=list(info.class_names),  # the parent's output order, not the folder's
         )
     return VariantReport(channels, len(kept), before, after, str(out))

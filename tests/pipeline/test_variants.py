@@ -150,6 +150,21 @@ def test_make_variant_trains_only_what_changed(study):
     )
 
 
+def test_make_variant_keeps_the_parents_class_order(study):
+    root, train, val, _ = study
+    from camkit.training.classifier import TrainConfig
+
+    order = ["triangle", "star", "square", "circle"]  # not the folder's sorted order
+    torch.manual_seed(0)
+    parent = save_checkpoint(root / "reversed.ckpt", perturb(resnet50_variant(2048, 4)).state_dict(),
+                             arch="resnet50", channels=2048, num_classes=4, class_names=order,
+                             input_size=48)  # fmt: skip
+    config = TrainConfig(size=48, batch_size=8, workers=0)
+    make_variant(parent, 64, train, root / "r64.ckpt", epochs=1, val_data=val, config=config,
+                 progress=False)  # fmt: skip
+    assert list(load_classifier(root / "r64.ckpt")[1].class_names) == order
+
+
 def test_compare_variants_tables_and_figure(study, tmp_path):
     root, train, val, parent_path = study
     make_variant(parent_path, 128, train, root / "v128.ckpt", epochs=0, val_data=val)
