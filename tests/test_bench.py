@@ -80,3 +80,32 @@ def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
     assert vit["layer"] == "encoder.layers.encoder_layer_11.ln_1"
     assert vit["align"] == "rf 7.5+16·i (patch)"
     assert "| resnet18 | `layer4.1` |" in capsys.readouterr().out
+
+
+def test_bench_segmenter_maps_table_and_json(tmp_path, capsys, checkpoint):
+    import bench_segmenter_maps
+
+    from camkit.data.shapes import write_dataset
+    from camkit.io.checkpoint import save_checkpoint
+    from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+    from camkit.models.resunet import ResUNet
+
+    torch.manual_seed(0)
+    segmenter = ResUNet("unet", 1, encoder_channels=256, prior=0.5)
+    seg = save_checkpoint(tmp_path / "seg.ckpt", segmenter.state_dict(), kind="segmenter",
+                          arch="unet", classes=1, encoder_channels=256, input_size=64,
+                          mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))  # fmt: skip
+    data = write_dataset(tmp_path / "data", 3, 64, seed=3)
+    out = tmp_path / "maps.json"
+    argv = ["--classifier", str(checkpoint), "--segmenter", str(seg), "--data", str(data)]
+    argv += ["--n", "3", "--segmenter-maps", "gradcam:layer4,layercam:layer3", "--out", str(out)]
+    assert bench_segmenter_maps.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [(c["method"], c["layer"]) for c in result["configs"]] == [
+        ("gradcam", "layer4"), ("layercam", "layer3")
+    ]  # fmt: skip
+    assert result["n"] == 3 and result["configs"][1]["map_size"] == [4, 4]
+    table = capsys.readouterr().out
+    assert table.count("| segmenter |") == 2 and table.count("| classifier |") == 1
+    per_image = result["configs"][0]["per_image"]
+    assert len(per_image["key"]) == 3 and len(per_image["segmenter_energy_in_mask@true"]) == 3

@@ -1,4 +1,8 @@
-"""``camkit compare IMG|DIR``: heatmap-vs-mask metrics, CSV tables and comparison panels."""
+"""``camkit compare IMG|DIR``: heatmap-vs-mask metrics, CSV tables and comparison panels.
+
+With ``--segmenter-maps`` also the segmenter's own Grad-CAM on the same images, measured in its
+predicted mask and in the true masks beside the classifier's (``camkit.pipeline.segmenter_maps``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from camkit import methods
 from camkit.cli import options
 from camkit.cli.common import (
     CLIError,
@@ -29,7 +34,9 @@ PANEL_METRICS = (
 
 
 SHOWN_APART = ("key", "input", "status", "class_id", "class_name", "probability", "score",
-               "top1_class_id", "top1_probability", "panel", "error")  # fmt: skip
+               "top1_class_id", "top1_probability", "panel", "error",
+               "segmenter_class_id")  # fmt: skip
+SEGMENTER_MAP_ROWS = 8  # images in segmenter-maps.png (at most --panels)
 
 
 def add_parser(subparsers) -> None:
@@ -51,7 +58,74 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--panels", type=int, default=None, help="panels to write in folder mode (default 16)"
     )
+    own = parser.add_argument_group("the segmenter's own maps")
+    own.add_argument(
+        "--segmenter-maps",
+        nargs="?",
+        const=True,
+        default=None,
+        type=Path,
+        metavar="CKPT",
+        help="also explain this segmenter (default: --segmenter's) on the same images: its own "
+        "Grad-CAM over its predicted mask, measured with the classifier's map in that mask and "
+        "in --mask/--masks; extra columns and segmenter-maps.png",
+    )
+    own.add_argument(
+        "--segmenter-layer",
+        default=None,
+        help="the segmenter's layer for --segmenter-maps (default layer4; layer1–layer4, dec4–dec0)",
+    )
+    own.add_argument(
+        "--segmenter-method",
+        choices=[m for m in methods.names() if methods.get(m).needs in ("gradients", "forward")],
+        default=None,
+        help="the segmenter's method for --segmenter-maps (default: --method)",
+    )
     parser.set_defaults(handler=run)
+
+
+def _segmenter_maps(args, model, settings):
+    """The ``SegmenterMaps`` of ``--segmenter-maps`` (``None`` without it)."""
+    from camkit.pipeline.segmenter_maps import SegmenterMaps
+
+    if args.segmenter_maps is None:
+        if args.segmenter_layer is not None or args.segmenter_method is not None:
+            given = "--segmenter-layer" if args.segmenter_layer else "--segmenter-method"
+            raise CLIError(f"{given} goes with --segmenter-maps; add --segmenter-maps [CKPT]")
+        return None
+    if args.segmenter_maps is True:
+        if args.segmenter is None:
+            raise CLIError(
+                "--segmenter-maps needs a segmenter: pass --segmenter-maps CKPT (with --mask or "
+                "--masks for the true masks), or --segmenter CKPT --segmenter-maps"
+            )
+        path = args.segmenter
+    elif args.segmenter is not None:
+        raise CLIError(
+            f"--segmenter {args.segmenter} and --segmenter-maps {args.segmenter_maps}: give the "
+            "segmenter once (--segmenter CKPT --segmenter-maps explains the one that made the masks)"
+        )
+    else:
+        path = args.segmenter_maps
+    method = args.segmenter_method or settings.method
+    if methods.get(method).needs not in ("gradients", "forward"):
+        raise CLIError(
+            f"--segmenter-maps explains the segmenter with --method {method}, which it cannot "
+            "take (only methods with gradients or the activations alone explain a region "
+            "score); pass --segmenter-method gradcam"
+        )
+    segmenter, info = load_segmenter(path, model)
+    try:
+        return SegmenterMaps(
+            segmenter,
+            info,
+            layer=args.segmenter_layer or "layer4",
+            method=method,
+            align=settings.align,
+            tolerance=args.tolerance,
+        )
+    except ValueError as error:
+        raise CLIError(f"--segmenter-maps {path}: {error}") from None
 
 
 def _masks(args, items, model):
@@ -90,18 +164,21 @@ def _class_id(args, info) -> int | None:
 
 def _print_one(row: dict, layer: str, method: str, panel: Path) -> None:
     print(f"{row['input']}: {row['class_name']} p={row['probability']:.3f} ({layer}, {method})")
-    for key, value in row.items():
-        if key not in SHOWN_APART and isinstance(value, (int, float, type(None))):
-            print(f"  {key:<16} {'n/a' if value is None else format(value, '.4f')}")
+    shown = {k: v for k, v in row.items() if k not in SHOWN_APART}
+    shown = {k: v for k, v in shown.items() if isinstance(v, (int, float, type(None)))}
+    width = max([16, *map(len, shown)])
+    for key, value in shown.items():
+        print(f"  {key:<{width}} {'n/a' if value is None else format(value, '.4f')}")
     print(f"panel: {panel}")
 
 
 def _print_summary(summary: list[dict], out: Path) -> None:
-    print(f"{'metric':<16} {'n':>5} {'mean':>8} {'median':>8}  95% bootstrap CI of the mean")
+    width = max([16, *(len(row["metric"]) for row in summary)])
+    print(f"{'metric':<{width}} {'n':>5} {'mean':>8} {'median':>8}  95% bootstrap CI of the mean")
     for row in summary:
         if row["mean"] is not None:
             print(
-                f"{row['metric']:<16} {row['n']:>5} {row['mean']:8.4f} {row['median']:8.4f}  "
+                f"{row['metric']:<{width}} {row['n']:>5} {row['mean']:8.4f} {row['median']:8.4f}  "
                 f"[{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]"
             )
     print(f"per image: {out / 'metrics.csv'}; summary: {out / 'summary.csv'}")
@@ -125,14 +202,23 @@ def run(args) -> int:
     model, info = load_model(args)
     _class_id(args, info)
     settings = pipeline_settings(args, info).resolved(model, info)
+    own_maps = _segmenter_maps(args, model, settings)
     items = as_inputs(args.input)
     masks = _masks(args, items, model)
     names = output_names([item.key for item in items])
     limit = args.panels if args.panels is not None else (16 if args.input.is_dir() else 1)
-    entries, rows, panels = [], [], []
+    entries, rows, panels, pairs = [], [], [], []
     results = explain_images(model, info, items, settings, masks, args.tolerance)
-    for result in progress(results, total=len(items), desc="compare", unit="img"):
+    if own_maps is not None:  # the mask files are true masks; --segmenter's are predicted
+        results = own_maps.follow(results, args.segmenter is None, settings.batch_size)
+    else:
+        results = ((result, None) for result in results)
+    for result, pair in progress(results, total=len(items), desc="compare", unit="img"):
         entry = record(result, info, settings)
+        if pair is not None:
+            entry["segmenter_maps"] = pair.metrics
+            if len(pairs) < min(limit, SEGMENTER_MAP_ROWS):
+                pairs.append(pair)
         if not result.ok:
             print(f"camkit: error: {result.error}", file=sys.stderr)
         elif len(panels) < limit:
@@ -144,10 +230,18 @@ def run(args) -> int:
             entry["outputs"] = {"panel": str(panel.relative_to(args.out))}
             panels.append(panel)
         entries.append(entry)
-        rows.append(flat_row(entry))
+        rows.append({**flat_row(entry), **entry.get("segmenter_maps", {})})
     good = [row for row in rows if row["status"] == "ok"]
     summary = summarise(good)
     write_csv(args.out / "metrics.csv", rows)
+    figure = None
+    if pairs:
+        from camkit.pipeline.segmenter_maps import pairs_figure
+        from camkit.viz.plots import save_figure
+
+        segmenter_label = f"segmenter {own_maps.method} {own_maps.layer}"
+        labels = (f"classifier {settings.method} {settings.layer}", segmenter_label)
+        figure = save_figure(args.out / "segmenter-maps.png", pairs_figure(pairs, *labels))
     if summary:
         write_csv(args.out / "summary.csv", summary)
     if args.json:
@@ -156,6 +250,8 @@ def run(args) -> int:
         _print_one(good[0], settings.layer, settings.method, panels[0])
     elif summary:
         _print_summary(summary, args.out)
+    if figure is not None and not args.json:
+        print(f"classifier's and segmenter's maps: {figure}")
     failures = len(rows) - len(good)
     if failures:
         print(f"camkit: {failures} of {len(rows)} images failed", file=sys.stderr)

@@ -96,6 +96,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     (flat rows; failed rows are skipped)."""
     good = [r for r in rows if r.get("status", "ok") == "ok"]
     fixed = {*ROW_COLUMNS, "error", "overlay", "raw", "thumb", "mask", "panel"}
+    fixed.add("segmenter_class_id")  # an id, not a metric (camkit.pipeline.segmenter_maps)
     keys = [k for k in (good[0] if good else {}) if k not in fixed]
     keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in good)]
     return [{"metric": key, **bootstrap_summary([r.get(key) for r in good])} for key in keys]

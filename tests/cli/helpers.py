@@ -43,3 +43,11 @@ def write_mask(path: Path, height: int, width: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), mask)
     return path
+
+
+def write_images_and_masks(root, names=("a", "b"), size=64):
+    """``root/images/{a,b}.png`` (size × size) and ``root/masks/{a,b}.png``; returns ``root``."""
+    for name in names:
+        write_image(root / "images" / f"{name}.png", size, size, seed=ord(name))
+        write_mask(root / "masks" / f"{name}.png", size, size)
+    return root

@@ -5,16 +5,13 @@ import logging
 
 import pytest
 
-from tests.cli.helpers import one_line_error, run, write_image, write_mask
+from tests.cli.helpers import one_line_error, run, write_image, write_images_and_masks, write_mask
 
 
 @pytest.fixture
 def folder(tmp_path):
     """images/{a,b}.png (64×64) and masks/{a,b}.png."""
-    for name in ("a", "b"):
-        write_image(tmp_path / "images" / f"{name}.png", 64, 64, seed=ord(name))
-        write_mask(tmp_path / "masks" / f"{name}.png", 64, 64)
-    return tmp_path
+    return write_images_and_masks(tmp_path)
 
 
 def test_class_takes_one_id_and_refuses_several(capsys, tmp_path, folder):
