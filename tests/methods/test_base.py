@@ -18,9 +18,10 @@ def test_builtin_declarations():
     score, eigen = get("scorecam"), get("eigencam")
     assert score.needs == "masked-forward" and not score.has_closed_form
     assert eigen.needs == "forward" and not eigen.class_specific and score.class_specific
-    assert {
-        get(name).needs for name in ("gradcam", "scorecam", "ablationcam", "eigencam", "cam")
-    } == set(NEEDS)
+    assert get("smoothgradcampp").needs == "noisy-gradients"
+    assert get("fullgrad").needs == get("guidedgradcam").needs == "input-gradients"
+    builtins = ("gradcam", "scorecam", "ablationcam", "eigencam", "cam", "smoothgradcampp")
+    assert {get(name).needs for name in (*builtins, "fullgrad")} == set(NEEDS)
 
 
 def test_a_declaration_must_give_what_its_need_requires():

@@ -228,7 +228,8 @@ def test_guided_matches_pytorch_grad_cam(nets, name):
     assert guided.shape == (2, 2, *images.shape[1:]) and guided.dtype == torch.float32
     theirs = _reference_guided(model, images, CLASS_IDS)
     scale = np.abs(theirs).max()
-    np.testing.assert_allclose(guided.numpy(), theirs, rtol=0, atol=1e-5 * scale)
+    # 1e-4 of the scale: ResNet-50's backward sums in another order than their module swap's
+    np.testing.assert_allclose(guided.numpy(), theirs, rtol=0, atol=1e-4 * scale)
     # the guided rule changes the gradient: it is not the plain one, and targets differ
     plain = _input_gradients(model, images, CLASS_IDS).numpy()
     assert np.abs(plain - theirs).max() > 0.1 * scale
