@@ -1,6 +1,8 @@
 import cv2
 import pytest
 
+from tests.cli.helpers import save_segmenter
+
 
 @pytest.fixture
 def image_path(tmp_path, rgb_image):
@@ -16,20 +18,7 @@ def segmenter_checkpoint(tmp_path_factory):
     """A random binary ResUNet saved as ``camkit train-seg`` saves one (64 px input)."""
     import torch
 
-    from camkit.io.checkpoint import save_checkpoint
-    from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
     from camkit.models.resunet import ResUNet
 
     torch.manual_seed(0)
-    model = ResUNet("unet", 1)
-    return save_checkpoint(
-        tmp_path_factory.mktemp("seg") / "seg.ckpt",
-        model.state_dict(),
-        kind="segmenter",
-        arch="unet",
-        classes=1,
-        encoder_channels=model.encoder_channels,
-        input_size=64,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
-    )
+    return save_segmenter(tmp_path_factory.mktemp("seg") / "seg.ckpt", ResUNet("unet", 1))

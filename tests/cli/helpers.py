@@ -51,3 +51,21 @@ def write_images_and_masks(root, names=("a", "b"), size=64):
         write_image(root / "images" / f"{name}.png", size, size, seed=ord(name))
         write_mask(root / "masks" / f"{name}.png", size, size)
     return root
+
+
+def save_segmenter(path: Path, model, size: int = 64) -> Path:
+    """``model`` (a binary ResUNet) saved as ``camkit train-seg`` saves one (``size`` px input)."""
+    from camkit.io.checkpoint import save_checkpoint
+    from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+
+    return save_checkpoint(
+        path,
+        model.state_dict(),
+        kind="segmenter",
+        arch="unet",
+        classes=1,
+        encoder_channels=model.encoder_channels,
+        input_size=size,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+    )

@@ -25,7 +25,7 @@ from camkit.pipeline.segmenter_maps import (
     summary_table,
 )
 from camkit.regions import SegmenterExplainer
-from tests.cli.helpers import one_line_error, run, write_image, write_mask
+from tests.cli.helpers import one_line_error, run, save_segmenter, write_image, write_mask
 
 INFO = {"input_size": 64, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 COLUMNS = {
@@ -186,17 +186,7 @@ def test_map_pair_grid_refuses_maps_of_another_size(rgb_image, tmp_path):
 
 @pytest.fixture(scope="module")
 def segmenter_file(tmp_path_factory, segmenter):
-    from camkit.io.checkpoint import save_checkpoint
-
-    return save_checkpoint(
-        tmp_path_factory.mktemp("seg") / "seg.ckpt",
-        segmenter.state_dict(),
-        kind="segmenter",
-        arch="unet",
-        classes=1,
-        encoder_channels=segmenter.encoder_channels,
-        **INFO,
-    )
+    return save_segmenter(tmp_path_factory.mktemp("seg") / "seg.ckpt", segmenter)
 
 
 @pytest.fixture
