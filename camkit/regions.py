@@ -19,6 +19,7 @@ from torch import nn
 from camkit.core.layers import resolve_layer
 from camkit.explainer import Explainer
 from camkit.heatmaps import Heatmaps
+from camkit.methods import REGION_NEEDS
 from camkit.methods import get as get_method
 
 __all__ = ["RegionScores", "SegmenterExplainer", "own_regions"]
@@ -93,7 +94,7 @@ class SegmenterExplainer:
         **options,
     ) -> None:
         spec = get_method(method)
-        if spec.needs not in ("gradients", "forward"):
+        if spec.needs not in REGION_NEEDS:
             raise ValueError(
                 f"method {spec.name!r} reruns the model on altered copies of an image, which a "
                 "region score does not follow; use a gradient method (gradcam, gradcampp, "

@@ -77,7 +77,7 @@ def add_parser(subparsers) -> None:
     )
     own.add_argument(
         "--segmenter-method",
-        choices=[m for m in methods.names() if methods.get(m).needs in ("gradients", "forward")],
+        choices=methods.names(needs=methods.REGION_NEEDS),
         default=None,
         help="the segmenter's method for --segmenter-maps (default: --method)",
     )
@@ -108,7 +108,7 @@ def _segmenter_maps(args, model, settings):
     else:
         path = args.segmenter_maps
     method = args.segmenter_method or settings.method
-    if methods.get(method).needs not in ("gradients", "forward"):
+    if method not in methods.names(needs=methods.REGION_NEEDS):
         raise CLIError(
             f"--segmenter-maps explains the segmenter with --method {method}, which it cannot "
             "take (only methods with gradients or the activations alone explain a region "

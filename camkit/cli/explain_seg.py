@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=[m for m in methods.names() if methods.get(m).needs in ("gradients", "forward")],
+        choices=methods.names(needs=methods.REGION_NEEDS),
         default="gradcam",
         help="a method that takes gradients or the activations alone (default gradcam)",
     )

@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from camkit.methods.base import NEEDS, Method, Passes
+from camkit.methods.base import NEEDS, REGION_NEEDS, Method, Passes
 from camkit.methods.registry import get, names, register, unregister
 
 # the built-in families register themselves on import, in this order
@@ -25,6 +25,7 @@ from camkit.methods import fullgrad, guided, linear  # isort: skip
 
 __all__ = [
     "NEEDS",
+    "REGION_NEEDS",
     "Method",
     "Passes",
     "ablation",

@@ -24,7 +24,7 @@ from torch import nn
 
 from camkit.cam import weighted_map, weighted_terms
 
-__all__ = ["NEEDS", "Method", "Passes"]
+__all__ = ["NEEDS", "REGION_NEEDS", "Method", "Passes"]
 
 Tensor = torch.Tensor
 
@@ -49,6 +49,10 @@ NEEDS = (
   at the input's resolution;
 - ``"linear"``: the linear head applied at every position (CAM, FCN), closed form only.
 """
+
+REGION_NEEDS = ("gradients", "forward")
+"""The needs of a method that explains any score of one forward pass (e.g. a segmenter's logits
+summed over a region): it never reruns the model on altered copies of the input."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def get(name: str | Method) -> Method:
     raise ValueError(f"unknown method {name!r}{hint}; choose one of {', '.join(_METHODS)}")
 
 
-def names() -> tuple[str, ...]:
-    """The registered method names, in registration order (built-ins first)."""
-    return tuple(_METHODS)
+def names(needs: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The registered method names, in registration order (built-ins first); with ``needs``,
+    only the methods whose ``needs`` is one of them."""
+    return tuple(n for n, m in _METHODS.items() if needs is None or m.needs in needs)
