@@ -34,12 +34,16 @@ class Sample:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    field = np.zeros((size, size), np.float32)
+    # four plane waves sin(2π(fx·x + fy·y) + φ), each an outer product of 1-D terms
+    # (sin(a + b) = sin a cos b + cos a sin b): the same field as on the full grid, ~10× faster
+    line = np.arange(size, dtype=np.float64) / size
+    field = np.zeros((size, size), np.float64)
     for _ in range(4):
         fx, fy = rng.uniform(1.0, 7.0, 2)
         phase = rng.uniform(0, 2 * np.pi)
-        field += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+        u, v = 2 * np.pi * fx * line + phase, 2 * np.pi * fy * line
+        wave = np.outer(np.cos(v), np.sin(u)) + np.outer(np.sin(v), np.cos(u))
+        field += rng.uniform(0.3, 1.0) * wave
     field = field / (np.abs(field).max() + 1e-6)
     base = rng.uniform(90, 160)
     gray = base + 35 * field + rng.normal(0, 7, (size, size))
