@@ -34,14 +34,16 @@ from camkit.io.checkpoint import load_checkpoint
 from camkit.training.classifier import TrainConfig, train_classifier
 
 
-def stream_run(images: int, out: Path, seed: int) -> None:
+def stream_run(images: int, out: Path, seed: int, size: int | None) -> None:
     train = ShapeStream(images, seed, 128, "hard")
     val = ShapeStream(300, seed + 1, 128, "hard")
-    train_classifier(train, out, TrainConfig(pretrained="none", seed=seed), val_data=val)
+    config = TrainConfig(pretrained="none", seed=seed, size=size)
+    train_classifier(train, out, config, val_data=val)
 
 
-def folder_run(folder: Path, epochs: int, out: Path, seed: int) -> None:
-    code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs)])
+def folder_run(folder: Path, epochs: int, out: Path, seed: int, size: int | None) -> None:
+    size = ["--size", str(size)] if size else []
+    code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs), *size])
     if code:
         raise SystemExit(code)
 
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20000, help="stream length")
     parser.add_argument("--epochs", type=int, default=10, help="epochs over the folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=None, help="input side (the recipe's: 96)")
     parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
     args = parser.parse_args(argv)
@@ -60,15 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.ckpt or Path(f"/tmp/bench-{args.source}.ckpt")
     started = time.perf_counter()
     if args.source == "stream":
-        stream_run(args.images, ckpt, args.seed)
-        command = f"bench_training.py stream --images {args.images}"
+        stream_run(args.images, ckpt, args.seed, args.size)
+        command = f"bench_training.py stream --images {args.images}" + (
+            f" --size {args.size}" if args.size else ""
+        )
     else:
         if args.folder is None:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
-        folder_run(args.folder, args.epochs, ckpt, args.seed)
+        folder_run(args.folder, args.epochs, ckpt, args.seed, args.size)
         command = (
             f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
-        )
+        ) + (f" --size {args.size}" if args.size else "")
     seconds = time.perf_counter() - started
     checkpoint = load_checkpoint(ckpt)
     history = checkpoint["history"]
