@@ -115,7 +115,9 @@ def map_pair_grid(
         titles: per image, the three cells' titles (default: ``image``, ``first``, ``second``).
 
     Returns:
-        A ``matplotlib.figure.Figure`` with a colorbar and a legend of the contours.
+        A ``matplotlib.figure.Figure`` with a colorbar and a legend of the contours, made without
+        pyplot (no global state, safe in threads): ``plt.show()`` does not know it, so in a
+        notebook end the cell with the figure, and elsewhere ``figure.savefig(path)``.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
