@@ -58,7 +58,7 @@ class DemoConfig:
     size: int = 128
     epochs: int = 1
     batch_size: int | None = None  # the training recipe's
-    n_stream: int = 20000
+    n_stream: int = 24000
     difficulty: str = "hard"
     seed: int = 0
     output_stride: int = 16

@@ -23,8 +23,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--n-stream",
         type=options.positive,
-        default=20000,
-        help="generated images the classifier trains on, each seen once (default 20000)",
+        default=24000,
+        help="generated images the classifier trains on, each seen once (default 24000)",
     )
     parser.add_argument(
         "--n-train",
