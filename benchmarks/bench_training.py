@@ -62,18 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines
     ckpt = args.ckpt or Path(f"/tmp/bench-{args.source}.ckpt")
     started = time.perf_counter()
+    sized = f" --size {args.size}" if args.size else ""
     if args.source == "stream":
         stream_run(args.images, ckpt, args.seed, args.size)
-        command = f"bench_training.py stream --images {args.images}" + (
-            f" --size {args.size}" if args.size else ""
-        )
+        command = f"bench_training.py stream --images {args.images}{sized}"
     else:
         if args.folder is None:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
         folder_run(args.folder, args.epochs, ckpt, args.seed, args.size)
         command = (
             f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
-        ) + (f" --size {args.size}" if args.size else "")
+        ) + sized
     seconds = time.perf_counter() - started
     checkpoint = load_checkpoint(ckpt)
     history = checkpoint["history"]

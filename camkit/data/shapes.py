@@ -35,7 +35,8 @@ class Sample:
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     # four plane waves sin(2π(fx·x + fy·y) + φ), each an outer product of 1-D terms
-    # (sin(a + b) = sin a cos b + cos a sin b): the same field as on the full grid, ~10× faster
+    # (sin(a + b) = sin a cos b + cos a sin b): the same field as on the full grid, without
+    # four full-grid sines (generate(): 11.9 → 9.4 ms per 128 px image)
     line = np.arange(size, dtype=np.float64) / size
     field = np.zeros((size, size), np.float64)
     for _ in range(4):
