@@ -109,3 +109,14 @@ def test_bench_segmenter_maps_table_and_json(tmp_path, capsys, checkpoint):
     assert table.count("| segmenter |") == 2 and table.count("| classifier |") == 1
     per_image = result["configs"][0]["per_image"]
     assert len(per_image["key"]) == 3 and len(per_image["segmenter_energy_in_mask@true"]) == 3
+
+
+def test_bench_seg_training_times_each_setting(tmp_path, capsys):
+    import bench_seg_training
+
+    out = tmp_path / "seg.json"
+    argv = ["--size", "64", "--batch-size", "2", "--steps", "1", "--out", str(out)]
+    assert bench_seg_training.main(argv) == 0
+    rates = json.loads(out.read_text())["images_per_s"]
+    assert set(rates) == set(bench_seg_training.SETTINGS) and min(rates.values()) > 0
+    assert "bf16 + channels-last" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from camkit.cli import options
@@ -45,6 +46,9 @@ def add_parser(subparsers) -> None:
         "--limit", type=options.positive, default=None, help="train on this many images only"
     )
     parser.add_argument("--workers", type=int, default=1)
+    flag = argparse.BooleanOptionalAction
+    parser.add_argument("--bf16", action=flag, default=True, help="bfloat16 autocast (default: on)")
+    parser.add_argument("--channels-last", action=flag, default=True, help="(default: on)")
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from --out"
     )
@@ -74,6 +78,8 @@ def run(args) -> int:
         encoder=encoder,
         limit=args.limit,
         workers=args.workers,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
     )
     trained: list[dict] = []
     metrics = train_segmenter(

@@ -49,6 +49,8 @@ class SegConfig:
     limit: int | None = None  # use only this many training images (evenly spread)
     seed: int = 0
     workers: int = 1
+    bf16: bool = True  # bfloat16 autocast for the forward pass (losses in float32)
+    channels_last: bool = True
 
 
 def _foreground(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -125,7 +127,9 @@ def train_segmenter(
         generator=torch.Generator().manual_seed(config.seed),
     )
     val_loader = DataLoader(val_set, batch_size=32, num_workers=config.workers)
-    model = ResUNet(config.arch, config.classes, encoder_weights=config.encoder).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = ResUNet(config.arch, config.classes, encoder_weights=config.encoder)
+    model = model.to(device, memory_format=memory_format)
     criterion = CombinedLoss(config.loss)
     loss_fn = DeepSupervisionLoss(criterion) if config.deep_supervision else criterion
     optimizer = torch.optim.AdamW(
@@ -143,9 +147,12 @@ def train_segmenter(
     metrics: dict = history[-1] if history else {}
 
     def loss_of(batch):
-        images, masks = batch[0].to(device), batch[1].to(device)
-        target = as_target(masks, config.classes)
-        outputs = model.forward_with_aux(images) if config.deep_supervision else model(images)
+        images = batch[0].to(device, memory_format=memory_format)
+        target = as_target(batch[1].to(device), config.classes)
+        with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
+            main, aux = model.forward_with_aux(images)
+        main = main.float()
+        outputs = (main, [a.float() for a in aux]) if config.deep_supervision else main
         return loss_fn(outputs, target), images.shape[0]
 
     started = time.perf_counter()
@@ -174,7 +181,7 @@ def train_segmenter(
             config.epochs - epoch - 1,
             progress,
         )
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         saved = {
             "kind": "segmenter",
             "arch": config.arch,

@@ -135,11 +135,14 @@ def test_cli_train_seg_and_segment(seg_data, segmenter, tmp_path, capsys):
             "focal+dice+lovasz",
             "--workers",
             "0",
+            "--no-bf16",
         ]
     )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "validation IoU" in out
+    config = load_checkpoint(tmp_path / "s.ckpt")["config"]
+    assert config["bf16"] is False and config["channels_last"] is True  # the default
     image = tmp_path / "odd size.png"
     cv2.imwrite(str(image), cv2.cvtColor(generate(1, seed=5, size=96).image, cv2.COLOR_RGB2BGR))
     (tmp_path / "empty.png").write_bytes(b"")
