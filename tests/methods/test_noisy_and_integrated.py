@@ -62,6 +62,8 @@ def test_sscam_matches_torch_cam_with_the_same_noise(small, image, layer):
     # one chunk of channels: the noise is drawn as torch-cam draws it
     ours = Explainer(small, layer, spec, batch_size=4096, seed=11)(image, 2).maps[:, 0]
     _close(ours, theirs)
+    if layer != "layer4.2":
+        return  # the seed's effect once, on the small layer (3 × 1,024 forwards at layer3.5)
     again = Explainer(small, layer, spec, batch_size=4096, seed=11)(image, 2).maps[:, 0]
     other = Explainer(small, layer, spec, batch_size=4096, seed=12)(image, 2).maps[:, 0]
     assert torch.equal(ours, again) and not torch.allclose(ours, other)

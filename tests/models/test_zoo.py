@@ -50,6 +50,11 @@ def test_unknown_timm_model_names_close_ones():
 def test_uncached_timm_weights_offline_end_in_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never reach for the network in a test
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    # huggingface_hub reads both when it is imported, which an earlier test may have done
+    # (then this one waited ~45 s for the network to time out)
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(WeightsUnavailableError, match=r"timm model resnet18 .*--weights none"):
         load_classifier("imagenet", arch="timm:resnet18")
 

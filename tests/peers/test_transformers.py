@@ -103,15 +103,28 @@ def vit_tiny():
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def swin_tiny():
+    """Swin-T's layout (four stages, windows of 7, ``features.7.1.norm1`` on a 4×4 grid at
+    128 px) at a quarter of its width: 192 channels in the last stage instead of 768."""
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SwinTransformer([4, 4], 24, [2, 2, 2, 2], [1, 2, 4, 8], [7, 7])
+        torch.nn.init.normal_(model.head.weight, std=0.05)
+    return model.eval()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["vit_tiny", "swin"])
+@pytest.mark.parametrize("arch", ["vit_tiny", "swin_tiny"])
 def test_scorecam_matches_pytorch_grad_cam(arch, request):
     model = request.getfixturevalue(arch)
     if arch == "vit_tiny":
         side, layer = 224, "encoder.layers.encoder_layer_3.ln_1"
     else:
         side, layer = SWIN_SIDE, SWIN_LAYER
-    reshape = _reshapes()[arch == "swin"]
+    reshape = _reshapes()[arch == "swin_tiny"]
     images = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(3))
     theirs = _theirs("ScoreCAM", model, layer, images, [2], reshape)
     explainer = Explainer(model, layer, "scorecam", batch_size=64, align="grid")
