@@ -41,7 +41,7 @@ def stream_run(images: int, out: Path, seed: int, size: int | None) -> None:
     train_classifier(train, out, config, val_data=val)
 
 
-def folder_run(folder: Path, epochs: int, out: Path, seed: int, size: int | None) -> None:
+def folder_run(folder: Path, epochs: int, out: Path, size: int | None) -> None:
     size = ["--size", str(size)] if size else []
     code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs), *size])
     if code:
@@ -65,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     sized = f" --size {args.size}" if args.size else ""
     if args.source == "stream":
         stream_run(args.images, ckpt, args.seed, args.size)
-        command = f"bench_training.py stream --images {args.images}{sized}"
+        seeded = f" --seed {args.seed}" if args.seed else ""
+        command = f"bench_training.py stream --images {args.images}{sized}{seeded}"
     else:
         if args.folder is None:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
-        folder_run(args.folder, args.epochs, ckpt, args.seed, args.size)
+        if args.seed:
+            parser.error("--seed is for the stream: `camkit train` seeds its split with 0")
+        folder_run(args.folder, args.epochs, ckpt, args.size)
         command = (
             f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
         ) + sized

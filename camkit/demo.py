@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo generates, trains and evaluates. Defaults fit 2 CPU cores in ~11 minutes.
+    """What the demo generates, trains and evaluates. Defaults take ~14 minutes on 2 CPU cores.
 
     The classifier sees ``n_stream`` generated images (each once, at the ``scratch`` recipe's
     96 px unless ImageNet weights are cached); the ResUNet trains on a folder of ``n_train``.

@@ -120,3 +120,17 @@ def test_bench_seg_training_times_each_setting(tmp_path, capsys):
     rates = json.loads(out.read_text())["images_per_s"]
     assert set(rates) == set(bench_seg_training.SETTINGS) and min(rates.values()) > 0
     assert "bf16 + channels-last" in capsys.readouterr().out
+
+
+def test_bench_training_records_the_run_it_made(tmp_path):
+    import bench_training
+    import pytest
+
+    out, ckpt = tmp_path / "training.json", tmp_path / "stream.ckpt"
+    argv = ["stream", "--images", "64", "--size", "64", "--seed", "3"]
+    assert bench_training.main([*argv, "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["runs"]["stream"]
+    assert row["command"] == "bench_training.py stream --images 64 --size 64 --seed 3"
+    assert row["images_seen"] == 64 and row["recipe"]["seed"] == 3 and row["val_count"] == 300
+    with pytest.raises(SystemExit):  # camkit train has no seed to pass on
+        bench_training.main(["folder", str(tmp_path), "--seed", "1"])
