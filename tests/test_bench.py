@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -124,7 +125,6 @@ def test_bench_seg_training_times_each_setting(tmp_path, capsys):
 
 def test_bench_training_records_the_run_it_made(tmp_path):
     import bench_training
-    import pytest
 
     out, ckpt = tmp_path / "training.json", tmp_path / "stream.ckpt"
     argv = ["stream", "--images", "64", "--size", "64", "--seed", "3"]

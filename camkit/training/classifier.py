@@ -37,7 +37,13 @@ from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
 from camkit.models.weights import imagenet_weights_cached
 from camkit.training.augment import Augmentation
 from camkit.training.chance import learned_nothing
-from camkit.training.loop import evaluate_classifier, report_epoch, seeded_split, train_epoch
+from camkit.training.loop import (
+    evaluate_classifier,
+    memory_format,
+    report_epoch,
+    seeded_split,
+    train_epoch,
+)
 from camkit.training.resume import (
     discard_resume,
     restore,
@@ -337,8 +343,8 @@ def train_classifier(
         (state.get("class_names") if state else None) or class_names,
     )
     model, origin = _network(model, len(class_names), config, metadata, data)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device, memory_format=memory_format)
+    layout = memory_format(config.channels_last)
+    model.to(device, memory_format=layout)
     parameters, frozen_norms = _trainable(model, train_only)
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     schedule = _schedule(optimizer, config, train_loader)
@@ -350,7 +356,7 @@ def train_classifier(
     warning = None
 
     def loss_of(batch):
-        images = batch[0].to(device, memory_format=memory_format)
+        images = batch[0].to(device, memory_format=layout)
         labels = batch[1].to(device)
         with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
             logits = model(images)

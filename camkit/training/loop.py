@@ -13,7 +13,19 @@ from torch.utils.data import DataLoader
 
 progress_log = logging.getLogger("camkit.progress")
 
-__all__ = ["duration", "evaluate_classifier", "report_epoch", "seeded_split", "train_epoch"]
+__all__ = [
+    "duration",
+    "evaluate_classifier",
+    "memory_format",
+    "report_epoch",
+    "seeded_split",
+    "train_epoch",
+]
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The memory format a training run keeps its model and inputs in."""
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 @torch.inference_mode()
@@ -30,10 +42,10 @@ def evaluate_classifier(
     model.eval()
     correct = total = 0
     loss_sum = 0.0
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     for images, labels in loader:
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            logits = model(images.to(device, memory_format=memory_format)).float()
+            logits = model(images.to(device, memory_format=layout)).float()
         labels = labels.to(device)
         loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())

@@ -17,7 +17,7 @@ from camkit.metrics.segmentation import _summarise, segmentation_scores
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
-from camkit.training.loop import report_epoch, seeded_split, train_epoch
+from camkit.training.loop import memory_format, report_epoch, seeded_split, train_epoch
 from camkit.training.resume import (
     discard_resume,
     restore,
@@ -127,9 +127,9 @@ def train_segmenter(
         generator=torch.Generator().manual_seed(config.seed),
     )
     val_loader = DataLoader(val_set, batch_size=32, num_workers=config.workers)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    layout = memory_format(config.channels_last)
     model = ResUNet(config.arch, config.classes, encoder_weights=config.encoder)
-    model = model.to(device, memory_format=memory_format)
+    model = model.to(device, memory_format=layout)
     criterion = CombinedLoss(config.loss)
     loss_fn = DeepSupervisionLoss(criterion) if config.deep_supervision else criterion
     optimizer = torch.optim.AdamW(
@@ -147,7 +147,7 @@ def train_segmenter(
     metrics: dict = history[-1] if history else {}
 
     def loss_of(batch):
-        images = batch[0].to(device, memory_format=memory_format)
+        images = batch[0].to(device, memory_format=layout)
         target = as_target(batch[1].to(device), config.classes)
         with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
             main, aux = model.forward_with_aux(images)
