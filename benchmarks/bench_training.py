@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py stream --images 20000          # (a) fresh shapes each step
     camkit data shapes --out /tmp/hard3000 --n 3000 --difficulty hard
     python benchmarks/bench_training.py folder /tmp/hard3000 --epochs 10   # (b) `camkit train`
+    python benchmarks/bench_training.py optimizer       # (c) one AdamW step: torch's default vs fused
 
 The hard shapes (random colours; only the shape gives the class) from random weights:
 ``stream`` trains ``train_classifier`` on a :class:`camkit.data.shapes.ShapeStream` of
@@ -11,6 +12,9 @@ another seed; ``folder`` runs ``camkit train FOLDER --pretrained none`` (a seede
 validation split). Each records the resolved recipe, images seen, epochs, wall time, images/s
 and validation accuracy under its own key of the JSON result, so both runs share one file;
 the checkpoint is kept for ``bench_alignment.py --weights CKPT --difficulties hard``.
+``optimizer`` times one AdamW step on ResNet-50's parameters (4 classes, random gradients),
+torch's default on the CPU (a loop over the tensors), ``foreach`` and the fused kernel camkit's
+trainers use (:func:`camkit.training.loop.adamw`): medians of ``--steps`` steps.
 """
 
 from __future__ import annotations
@@ -48,18 +52,52 @@ def folder_run(folder: Path, epochs: int, out: Path, size: int | None) -> None:
         raise SystemExit(code)
 
 
+def optimizer_run(steps: int) -> dict:
+    """Median milliseconds of one AdamW step per implementation (after two warm-up steps)."""
+    from camkit.models.resnet import resnet50_variant
+
+    parameters = list(resnet50_variant(2048, 4).parameters())
+    for p in parameters:
+        p.grad = torch.randn_like(p)
+    medians = {}
+    for name, options in (
+        ("default", {}),
+        ("foreach", {"foreach": True}),
+        ("fused", {"fused": True}),
+    ):
+        optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=0.05, **options)
+        times = []
+        for _ in range(steps + 2):
+            started = time.perf_counter()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        medians[name] = round(1e3 * sorted(times[2:])[steps // 2], 1)
+    return {
+        "command": f"bench_training.py optimizer --steps {steps}",
+        "tensors": len(parameters),
+        "step_ms": medians,
+        "fused_speedup": round(medians["default"] / medians["fused"], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", choices=("stream", "folder"))
+    parser.add_argument("source", choices=("stream", "folder", "optimizer"))
     parser.add_argument("folder", nargs="?", type=Path, help="folder data set (source folder)")
     parser.add_argument("--images", type=int, default=20000, help="stream length")
     parser.add_argument("--epochs", type=int, default=10, help="epochs over the folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps timed")
     parser.add_argument("--size", type=int, default=None, help="input side (the recipe's: 96)")
     parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines
+    if args.source == "optimizer":
+        row = optimizer_run(args.steps)
+        print(json.dumps(row, indent=1))
+        _record(args.out, args.source, row)
+        return 0
     ckpt = args.ckpt or Path(f"/tmp/bench-{args.source}.ckpt")
     started = time.perf_counter()
     sized = f" --size {args.size}" if args.size else ""
@@ -94,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         "val_accuracy_by_epoch": [h["val_accuracy"] for h in history],
     }
     print(json.dumps(row, indent=1))
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs = previous.get("runs", {})
-    runs[args.source] = row
-    write_result(args.out, torch.device("cpu"), {"runs": runs})
+    _record(args.out, args.source, row)
     return 0
+
+
+def _record(out: Path, key: str, row: dict) -> None:
+    """``row`` under ``key`` of the result file's runs (the other runs kept)."""
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    runs = previous.get("runs", {})
+    runs[key] = row
+    write_result(out, torch.device("cpu"), {"runs": runs})
 
 
 if __name__ == "__main__":

@@ -134,3 +134,16 @@ def test_bench_training_records_the_run_it_made(tmp_path):
     assert row["images_seen"] == 64 and row["recipe"]["seed"] == 3 and row["val_count"] == 300
     with pytest.raises(SystemExit):  # camkit train has no seed to pass on
         bench_training.main(["folder", str(tmp_path), "--seed", "1"])
+
+
+def test_bench_training_times_the_optimizers_beside_the_other_runs(tmp_path):
+    import bench_training
+
+    out = tmp_path / "training.json"
+    out.write_text(json.dumps({"runs": {"stream": {"seconds": 1.0}}}))
+    assert bench_training.main(["optimizer", "--steps", "1", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert runs["stream"] == {"seconds": 1.0}  # kept
+    row = runs["optimizer"]
+    assert set(row["step_ms"]) == {"default", "foreach", "fused"} and row["tensors"] == 161
+    assert min(row["step_ms"].values()) > 0 and row["fused_speedup"] > 0

@@ -60,7 +60,12 @@ def add_parser(subparsers) -> None:
         default=None,
         help="random crop, flips, quarter turns, colour shuffle (scratch); flips (finetune)",
     )
-    parser.add_argument("--bf16", action=flag, default=None, help="bfloat16 autocast")
+    parser.add_argument(
+        "--bf16",
+        action=flag,
+        default=None,
+        help="bfloat16 autocast (default: where the CPU/GPU has it)",
+    )
     parser.add_argument("--channels-last", action=flag, default=None)
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from --out"

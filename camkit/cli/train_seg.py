@@ -47,7 +47,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--workers", type=int, default=1)
     flag = argparse.BooleanOptionalAction
-    parser.add_argument("--bf16", action=flag, default=True, help="bfloat16 autocast (default: on)")
+    parser.add_argument(
+        "--bf16",
+        action=flag,
+        default=None,
+        help="bfloat16 autocast (default: where the CPU/GPU has it)",
+    )
     parser.add_argument("--channels-last", action=flag, default=True, help="(default: on)")
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from --out"

@@ -7,12 +7,13 @@ Two recipes (:data:`RECIPES`), picked by where the weights start (``TrainConfig.
 * ``scratch`` learns shape, not colour, on 2 CPU cores: 96 px, batch 32, a short warm-up
   (5 %) then cosine decay, random resized crop + flips + quarter turns + colour shuffle
   (:class:`camkit.training.augment.Augmentation`), label smoothing 0.1, zero-init residual
-  blocks, bfloat16 autocast and channels-last (2.2× the images/s of float32 on an AVX-512
-  CPU). It reaches ≥ 0.95 on the hard shapes (random colours) in under 10 minutes
+  blocks, bfloat16 autocast where the CPU has bfloat16 units (2.2× the images/s of float32
+  on an AVX-512 BF16 / AMX CPU; float32 on an AVX2 one, which emulates bfloat16 26× slower:
+  :func:`camkit.training.loop.native_bf16`) and channels-last. It reaches ≥ 0.95 on the hard shapes (random colours) in under 10 minutes
   (``benchmarks/results/training-cpu.json``).
 * ``finetune`` (ImageNet weights, or a given model): 128 px, batch 16, the one-cycle
-  schedule's 25 % warm-up that protects pretrained weights, flips only, bfloat16 and
-  channels-last.
+  schedule's 25 % warm-up that protects pretrained weights, flips only, bfloat16 (as above)
+  and channels-last.
 
 Every field of a recipe can be overridden in :class:`TrainConfig`; the resolved settings are
 recorded in the checkpoint.
@@ -38,8 +39,10 @@ from camkit.models.weights import imagenet_weights_cached
 from camkit.training.augment import Augmentation
 from camkit.training.chance import learned_nothing
 from camkit.training.loop import (
+    adamw,
     evaluate_classifier,
     memory_format,
+    native_bf16,
     report_epoch,
     seeded_split,
     train_epoch,
@@ -69,12 +72,12 @@ class Recipe:
     warmup: float  # share of the one-cycle schedule spent warming up
     label_smoothing: float
     augmentation: Augmentation  # what ``augment=True`` applies to each training image
-    bf16: bool  # bfloat16 autocast
+    bf16: bool | None  # bfloat16 autocast; None: where the device has bfloat16 units
     channels_last: bool
 
 
 RECIPES = {
-    "scratch": Recipe("scratch", 96, 32, 0.05, 0.1, Augmentation(), True, True),
+    "scratch": Recipe("scratch", 96, 32, 0.05, 0.1, Augmentation(), None, True),
     "finetune": Recipe(
         "finetune",
         128,
@@ -82,7 +85,7 @@ RECIPES = {
         WARMUP,
         0.0,
         Augmentation(scale=(1.0, 1.0), rotate=False, colour=False),  # flips
-        True,
+        None,
         True,
     ),
 }
@@ -114,8 +117,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def resolve_config(config: TrainConfig, model_given: bool = False) -> TrainConfig:
-    """``config`` with its recipe named and every ``None`` field set from that recipe."""
+def resolve_config(
+    config: TrainConfig, model_given: bool = False, device: torch.device | str = "cpu"
+) -> TrainConfig:
+    """``config`` with its recipe named and every ``None`` field set from that recipe (bfloat16
+    autocast where the recipe leaves it to the hardware: where ``device`` runs it natively)."""
     name = config.recipe
     if name == "auto":
         from_imagenet = config.pretrained == "imagenet" or (
@@ -131,7 +137,7 @@ def resolve_config(config: TrainConfig, model_given: bool = False) -> TrainConfi
         "warmup": recipe.warmup,
         "label_smoothing": recipe.label_smoothing,
         "augment": True,
-        "bf16": recipe.bf16,
+        "bf16": native_bf16(device) if recipe.bf16 is None else recipe.bf16,
         "channels_last": recipe.channels_last,
     }
     chosen = {k: v for k, v in defaults.items() if getattr(config, k) is None}
@@ -329,9 +335,9 @@ def train_classifier(
     model's outputs (a given ``model``'s own; a folder's classes are matched to it by name),
     instead of the folder's sorted order. Returns the final metrics.
     """
-    config = resolve_config(config or TrainConfig(), model_given=model is not None)
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = resolve_config(config or TrainConfig(), model is not None, device)
     torch.manual_seed(config.seed)
     state, finished = starting_state(out, resume)
     if finished is not None:
@@ -346,7 +352,7 @@ def train_classifier(
     layout = memory_format(config.channels_last)
     model.to(device, memory_format=layout)
     parameters, frozen_norms = _trainable(model, train_only)
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adamw(parameters, config.lr, config.weight_decay)
     schedule = _schedule(optimizer, config, train_loader)
     start_epoch, history = 0, []
     if state:

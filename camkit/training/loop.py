@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader
 progress_log = logging.getLogger("camkit.progress")
 
 __all__ = [
+    "adamw",
     "duration",
     "evaluate_classifier",
     "memory_format",
+    "native_bf16",
     "report_epoch",
     "seeded_split",
     "train_epoch",
@@ -26,6 +28,29 @@ __all__ = [
 def memory_format(channels_last: bool) -> torch.memory_format:
     """The memory format a training run keeps its model and inputs in."""
     return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 autocast runs on ``device``'s own bfloat16 units, so that it is faster
+    than float32: a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX. An AVX2-only
+    CPU emulates it: a ResNet-50 training step at 96 px, batch 32, on 2 such cores took 28.7 s
+    against 2.0 s in float32 (26×), so the recipes train in float32 there."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def adamw(parameters, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where the parameters' device has one (CPU, CUDA): on CPU,
+    torch's default is a per-tensor loop, 4-5× slower for ResNet-50's 161 tensors (an optimizer
+    step of ~200 ms against ~45 ms on 2 cores; `bench_training.py`)."""
+    parameters = list(parameters)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 @torch.inference_mode()

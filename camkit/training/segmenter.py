@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,7 +17,14 @@ from camkit.metrics.segmentation import _summarise, segmentation_scores
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
-from camkit.training.loop import memory_format, report_epoch, seeded_split, train_epoch
+from camkit.training.loop import (
+    adamw,
+    memory_format,
+    native_bf16,
+    report_epoch,
+    seeded_split,
+    train_epoch,
+)
 from camkit.training.resume import (
     discard_resume,
     restore,
@@ -49,7 +56,7 @@ class SegConfig:
     limit: int | None = None  # use only this many training images (evenly spread)
     seed: int = 0
     workers: int = 1
-    bf16: bool = True  # bfloat16 autocast for the forward pass (losses in float32)
+    bf16: bool | None = None  # bfloat16 autocast (losses in float32); None: where native
     channels_last: bool = True
 
 
@@ -100,9 +107,11 @@ def train_segmenter(
     run, and is removed at the end unless ``keep_resume``. On a finished run ``resume=True``
     trains nothing and returns its last metrics.
     """
-    config = config or SegConfig()
     out = Path(out)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = config or SegConfig()
+    if config.bf16 is None:  # bfloat16 where the device runs it natively (float32 on AVX2)
+        config = replace(config, bf16=native_bf16(device))
     torch.manual_seed(config.seed)
     state, finished = starting_state(out, resume)
     if finished is not None:
@@ -132,9 +141,7 @@ def train_segmenter(
     model = model.to(device, memory_format=layout)
     criterion = CombinedLoss(config.loss)
     loss_fn = DeepSupervisionLoss(criterion) if config.deep_supervision else criterion
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
     steps = config.epochs * len(loader)
     if steps == 0:
         raise ValueError(

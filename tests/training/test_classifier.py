@@ -192,10 +192,12 @@ def test_cli_data_and_train(tmp_path, capsys):
 
 def test_recipes_resolve_by_where_the_weights_start():
     from camkit.training.classifier import RECIPES, resolve_config
+    from camkit.training.loop import native_bf16
 
     scratch = resolve_config(TrainConfig(pretrained="none"))
     assert scratch.recipe == "scratch" and scratch.size == 96 and scratch.batch_size == 32
-    assert scratch.bf16 and scratch.channels_last and scratch.label_smoothing == 0.1
+    assert scratch.bf16 is native_bf16("cpu")  # float32 where the CPU would emulate bfloat16
+    assert scratch.channels_last and scratch.label_smoothing == 0.1
     tuned = resolve_config(TrainConfig(pretrained="none", size=64, bf16=False), model_given=True)
     assert tuned.recipe == "finetune" and tuned.size == 64 and tuned.bf16 is False
     assert tuned.warmup == RECIPES["finetune"].warmup == 0.25

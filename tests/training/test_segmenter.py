@@ -11,6 +11,7 @@ from camkit.io.checkpoint import load_checkpoint, save_checkpoint
 from camkit.metrics.segmentation import segmentation_scores
 from camkit.models.segmenter import load_segmenter
 from camkit.pipeline.masks import predict_masks
+from camkit.training.loop import native_bf16
 from camkit.training.resume import resume_path
 from camkit.training.segmenter import SegConfig, train_segmenter
 
@@ -82,6 +83,7 @@ def test_runs_of_one_and_five_steps(seg_data, tmp_path, limit, batch_size, steps
     metrics = train_segmenter(train, out, config, val_data=val, progress=False, keep_resume=True)
     assert metrics["epoch"] == 1 and 0.0 <= metrics["val_iou"] <= 1.0
     assert load_checkpoint(resume_path(out))["schedule"]["total_steps"] == steps
+    assert load_checkpoint(out)["config"]["bf16"] is native_bf16("cpu")  # the default resolved
 
 
 def test_predict_any_size(segmenter):
