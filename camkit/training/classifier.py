@@ -9,7 +9,8 @@ Two recipes (:data:`RECIPES`), picked by where the weights start (``TrainConfig.
   (:class:`camkit.training.augment.Augmentation`), label smoothing 0.1, zero-init residual
   blocks, bfloat16 autocast where the CPU has bfloat16 units (2.2× the images/s of float32
   on an AVX-512 BF16 / AMX CPU; float32 on an AVX2 one, which emulates bfloat16 26× slower:
-  :func:`camkit.training.loop.native_bf16`) and channels-last. It reaches ≥ 0.95 on the hard shapes (random colours) in under 10 minutes
+  :func:`camkit.training.loop.native_bf16`) and channels-last. It reaches ≥ 0.95 on the hard
+  shapes (random colours) in under 10 minutes on a bfloat16 CPU, in ~26 on an AVX2 one
   (``benchmarks/results/training-cpu.json``).
 * ``finetune`` (ImageNet weights, or a given model): 128 px, batch 16, the one-cycle
   schedule's 25 % warm-up that protects pretrained weights, flips only, bfloat16 (as above)
