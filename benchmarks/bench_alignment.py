@@ -105,7 +105,9 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
     return save_image(out, np.concatenate([rows[0], gap, rows[1]]))
 
 
-def flip_decomposition(model, info, config: DemoConfig, stride: int, align: str, difficulty: str):
+def flip_decomposition(
+    model, info, config: DemoConfig, stride: int, align: str, difficulty: str, size: int
+):
     """Mean centroid offsets (dy, dx) of plain and flipped-back maps, and their object-tied and
     frame-tied parts (see the module docstring)."""
     from camkit.data.shapes import generate
@@ -118,7 +120,7 @@ def flip_decomposition(model, info, config: DemoConfig, stride: int, align: str,
         replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
         for s in samples
     ]
-    settings = Settings("layer4.2", size=config.size, align=align, output_stride=stride)
+    settings = Settings("layer4.2", size=size, align=align, output_stride=stride)
     means = []
     for name, batch, flip in (("plain", samples, False), ("flipped", flipped, True)):
         offsets = []
@@ -168,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alignment-cpu.json"))
     parser.add_argument("--figure", type=Path, default=None, help="also draw this PNG")
     parser.add_argument(
+        "--size", type=int, default=128, help="the network's input side (the images are 128 px)"
+    )
+    parser.add_argument(
         "--flips", action="store_true", help="also split the offsets: object- vs frame-tied"
     )
     args = parser.parse_args(argv)
@@ -183,15 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     for difficulty in [d for d in args.difficulties.split(",") if d]:
         for stride in (32, 16):
             for align in ("grid", "rf"):
-                row = evaluate_localisation(model, info, config, stride, align, difficulty)
+                row = evaluate_localisation(
+                    model, info, config, stride, align, difficulty, args.size
+                )
                 rows.append(row)
                 print(f"{difficulty} stride {stride} {align}: done", file=sys.stderr, flush=True)
     print(table(rows))
-    result = {"weights": args.weights, "seconds": time.perf_counter() - start, "rows": rows}
+    result = {
+        "weights": args.weights,
+        "size": args.size,
+        "seconds": time.perf_counter() - start,
+        "rows": rows,
+    }
     if args.flips:
         difficulties = [d for d in args.difficulties.split(",") if d]
         result["flips"] = [
-            flip_decomposition(model, info, config, stride, align, difficulty)
+            flip_decomposition(model, info, config, stride, align, difficulty, args.size)
             for difficulty in difficulties
             for stride in (32, 16)
             for align in ("grid", "rf")

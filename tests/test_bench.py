@@ -66,6 +66,19 @@ def test_bench_alignment_table_json_and_figure(tmp_path, capsys):
     assert cv2.imread(str(picture)).shape[0] > 2 * 192
 
 
+def test_bench_alignment_size_resizes_for_the_network_only(tmp_path):
+    import bench_alignment
+
+    out = tmp_path / "alignment.json"
+    argv = ["--weights", "none", "--n-test", "2", "--n-pairs", "1", "--difficulties", "hard"]
+    assert bench_alignment.main([*argv, "--size", "129", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["size"] == 129
+    cells = {r["output_stride"]: r["map_size"] for r in result["rows"]}
+    assert cells == {32: [5, 5], 16: [9, 9]}  # 129 px in: cell centres 0 … 128
+    assert all(r["input_size"] == 129 for r in result["rows"])
+
+
 def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
     import sweep_models
 
