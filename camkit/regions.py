@@ -110,14 +110,19 @@ class SegmenterExplainer:
         self.explainer = Explainer(self.scores, f"net.{layer}", spec.name, **options)
         self.layer = layer
 
-    def regions(self, images: torch.Tensor) -> torch.Tensor:
-        """The segmenter's own masks for ``images`` ``(N, K, H, W)`` (model left as found)."""
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The segmenter's float32 logits for ``images`` ``(N, K, H, W)``, in eval mode and
+        without gradients (model left as found)."""
         from camkit.core.probe import preserved_model_state, set_eval
 
         with preserved_model_state(self.segmenter), torch.inference_mode():
             set_eval(self.segmenter)
             logits = self.segmenter(images.to(next(self.segmenter.parameters()).device))
-        return own_regions(logits.float(), self.threshold)
+        return logits.float()
+
+    def regions(self, images: torch.Tensor) -> torch.Tensor:
+        """The segmenter's own masks for ``images`` ``(N, K, H, W)`` (model left as found)."""
+        return own_regions(self.logits(images), self.threshold)
 
     def __call__(
         self,

@@ -15,7 +15,14 @@ from camkit.data.images import preprocess
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from camkit.models.resunet import ResUNet
 
-__all__ = ["MaskSource", "check_mask", "load_mask", "no_mask_message", "predict_masks"]
+__all__ = [
+    "MaskSource",
+    "check_mask",
+    "load_mask",
+    "masks_from_logits",
+    "no_mask_message",
+    "predict_masks",
+]
 
 
 def load_mask(
@@ -78,9 +85,7 @@ def predict_masks(
     Returns ``(mask, probabilities)`` per image: a uint8 ``H×W`` mask ({0, 1} for binary, class
     indices otherwise) and float32 probabilities ``(C, H, W)``.
     """
-
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    _check_threshold(threshold)
     device = next(model.parameters()).device
     size = int(info.get("input_size", 128))
     results = []
@@ -90,16 +95,34 @@ def predict_masks(
             list(chunk), size, info.get("mean", IMAGENET_MEAN), info.get("std", IMAGENET_STD)
         )
         logits = model(batch.to(device)).float().cpu()
-        for image, image_logits in zip(chunk, logits):
-            resized = upsample(image_logits, image.shape[:2])  # (C, H, W)
-            if resized.shape[0] == 1:
-                probabilities = resized.sigmoid()
-                mask = (probabilities[0] > threshold).to(torch.uint8)
-            else:
-                probabilities = resized.softmax(dim=0)
-                mask = probabilities.argmax(dim=0).to(torch.uint8)
-            results.append((mask.numpy(), probabilities.numpy().astype(np.float32)))
+        results += masks_from_logits(logits, [image.shape[:2] for image in chunk], threshold)
     return results
+
+
+@torch.inference_mode()
+def masks_from_logits(
+    logits: torch.Tensor, shapes: Sequence[tuple[int, int]], threshold: float = 0.5
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`predict_masks`' masks from a segmenter's logits ``(N, C, h, w)`` at its input
+    size: each image's resampled (bilinear) to its own ``(H, W)`` in ``shapes``, then the
+    sigmoid's ``> threshold`` (one output) or the softmax's argmax."""
+    _check_threshold(threshold)
+    results = []
+    for shape, image_logits in zip(shapes, logits.float().cpu(), strict=True):
+        resized = upsample(image_logits, tuple(shape))  # (C, H, W)
+        if resized.shape[0] == 1:
+            probabilities = resized.sigmoid()
+            mask = (probabilities[0] > threshold).to(torch.uint8)
+        else:
+            probabilities = resized.softmax(dim=0)
+            mask = probabilities.argmax(dim=0).to(torch.uint8)
+        results.append((mask.numpy(), probabilities.numpy().astype(np.float32)))
+    return results
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
 
 
 @dataclass

@@ -165,7 +165,8 @@ class SegmenterMaps:
         layer's map size ``(h, w)``."""
         from camkit.data.images import preprocess
         from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
-        from camkit.pipeline.masks import predict_masks
+        from camkit.pipeline.masks import masks_from_logits
+        from camkit.regions import own_regions
 
         if len(images) == 0:
             return [], [], [], (0, 0)
@@ -174,12 +175,16 @@ class SegmenterMaps:
         std = self.info.get("std", IMAGENET_STD)
         device = next(self.segmenter.parameters()).device
         batch = preprocess(list(images), size, mean, std).to(device)  # (N, 3, size, size)
-        heatmaps = self.explainer(batch).cpu()
+        # one plain pass gives both the region explained and the predicted masks
+        logits = self.explainer.logits(batch)
+        regions = own_regions(logits, self.threshold)
+        heatmaps = self.explainer(batch, regions=regions).cpu()
         maps = [
             heatmaps.on_image(image.shape[:2], index=i)[0].numpy().astype(np.float32)
             for i, image in enumerate(images)
         ]
-        predicted = predict_masks(self.segmenter, self.info, list(images), self.threshold)
+        shapes = [image.shape[:2] for image in images]
+        predicted = masks_from_logits(logits, shapes, self.threshold)
         classes = heatmaps.class_ids[:, 0].tolist()
         return maps, [mask > 0 for mask, _ in predicted], classes, tuple(heatmaps.maps.shape[-2:])
 

@@ -114,6 +114,20 @@ def test_measure_explains_the_segmenter_on_each_image(segmenter, pictures):
         maps.measure(pictures, classifier[:2])
 
 
+def test_measure_runs_the_segmenter_twice_a_batch(segmenter, pictures):
+    """One plain pass (the region and the predicted masks) and the explained pass."""
+    maps = SegmenterMaps(segmenter, INFO, layer="layer4")
+    classifier = [np.ones(image.shape[:2], np.float32) for image in pictures]
+    maps.measure(pictures, classifier)  # the first call also probes the layer's geometry
+    calls = []
+    handle = segmenter.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        maps.measure(pictures, classifier)
+    finally:
+        handle.remove()
+    assert len(calls) == 2
+
+
 def test_follow_keeps_order_and_skips_failed_results(segmenter, pictures):
     from camkit.pipeline.run import Result
 
