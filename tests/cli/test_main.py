@@ -90,3 +90,16 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(layers, "_load", interrupted)
     code, _, err = run(capsys, "layers", "--weights", "none")
     assert code == 130 and "interrupted" in err
+
+
+def test_demo_defaults_are_the_demo_configs():
+    """`camkit demo` repeats DemoConfig's defaults (building the parser does not import
+    camkit.demo, ~1 s of imports); they must not drift apart."""
+    from camkit.demo import DemoConfig
+
+    args = build_parser().parse_args(["demo"])
+    config = DemoConfig()
+    assert str(args.out) == config.out
+    for name in ("n_stream", "n_train", "difficulty", "epochs", "size", "compare_seed"):
+        assert getattr(args, name) == getattr(config, name), name
+    assert not args.no_segmenter and config.segmenter
