@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo generates, trains and evaluates. Defaults take ~13 minutes on 2 CPU cores
+    """What the demo generates, trains and evaluates. Defaults take 9–13 minutes on 2 CPU cores
     with bfloat16 units (AVX-512 BF16 or AMX), ~33 on AVX2-only ones, which train in float32.
 
     The classifier sees ``n_stream`` generated images (each once, at the ``scratch`` recipe's
