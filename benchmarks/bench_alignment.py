@@ -161,6 +161,17 @@ def flip_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def demo_classifier(parser: argparse.ArgumentParser, args) -> tuple:
+    """``--weights`` (a demo checkpoint, or ``none``: random weights with the demo's classes)
+    and a :class:`DemoConfig` of ``--n-test`` / ``--n-pairs`` images."""
+    if args.weights not in ("none", "random") and not Path(args.weights).exists():
+        parser.error(f"--weights {args.weights}: no such checkpoint; run `make demo` first")
+    model, info = load_classifier(args.weights, num_classes=4)
+    if info.random:
+        info = replace(info, class_names=CLASSES, input_size=128)
+    return model, info, DemoConfig(n_test=args.n_test, n_pairs=args.n_pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="camkit-demo/classifier.ckpt")
@@ -176,12 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "--flips", action="store_true", help="also split the offsets: object- vs frame-tied"
     )
     args = parser.parse_args(argv)
-    if args.weights not in ("none", "random") and not Path(args.weights).exists():
-        parser.error(f"--weights {args.weights}: no such checkpoint; run `make demo` first")
-    model, info = load_classifier(args.weights, num_classes=4)
-    if info.random:
-        info = replace(info, class_names=CLASSES, input_size=128)
-    config = DemoConfig(n_test=args.n_test, n_pairs=args.n_pairs)
+    model, info, config = demo_classifier(parser, args)
     if args.figure:
         print(f"wrote {figure(model, info, config, args.figure)}", file=sys.stderr)
     rows, start = [], time.perf_counter()

@@ -79,6 +79,20 @@ def test_bench_alignment_size_resizes_for_the_network_only(tmp_path):
     assert all(r["input_size"] == 129 for r in result["rows"])
 
 
+def test_bench_turn_average_rows_for_both_strides(tmp_path, capsys):
+    import bench_turn_average
+
+    out = tmp_path / "turn.json"
+    argv = ["--weights", "none", "--n-test", "3", "--n-pairs", "2", "--out", str(out)]
+    assert bench_turn_average.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["output_stride"], r["maps"]) for r in rows] == [
+        (32, "plain"), (32, "turn-averaged"), (16, "plain"), (16, "turn-averaged")
+    ]  # fmt: skip
+    assert all(0 <= r["pointing_game"] <= 1 and 0 <= r["two_object_own_max"] <= 1 for r in rows)
+    assert capsys.readouterr().out.count("| 16 |") == 2
+
+
 def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
     import sweep_models
 
