@@ -30,6 +30,7 @@ from torch import nn
 
 from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
+from camkit.core.derivatives import hessian_corrected, objective_slopes, twice_differentiable
 from camkit.core.geometry import IDENTITY, LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import default_layer, layer_stride, native_size
@@ -39,7 +40,6 @@ from camkit.core.surgery import dilated_last_stage
 from camkit.core.tokens import TokenLayout, token_layout
 from camkit.heatmaps import Heatmaps, Targets, check_align, resolve_targets
 from camkit.methods import Method, Passes
-from camkit.methods.base import ObjectiveFn
 
 __all__ = [
     "AUTOCAST",
@@ -116,44 +116,6 @@ def _check_method_options(method: Method, path: str, smooth: bool) -> None:
             f"eigen_smooth does not apply to {method.name!r} (a linear class map); use a "
             "Grad-CAM-family method such as 'gradcam'"
         )
-
-
-def _objective_slopes(
-    objective: ObjectiveFn, logits: torch.Tensor, class_ids: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A method's objective at ``logits (N, classes)`` for ``class_ids (N, K)``: its values
-    ``(N, K)`` and their gradients in the logits ``(N, K, classes)``, each image on its own."""
-    count = class_ids.shape[1]
-    with torch.enable_grad():
-        leaf = logits.detach().float().requires_grad_(True)
-        values = objective(leaf, class_ids)
-        slopes = [
-            torch.autograd.grad(values[:, k].sum(), leaf, retain_graph=k < count - 1)[0]
-            for k in range(count)
-        ]
-    return values.detach(), torch.stack(slopes, dim=1)
-
-
-def _hessian_corrected(gradients: torch.Tensor, output: torch.Tensor, retain: bool) -> torch.Tensor:
-    """Shapley-CAM's ``g − ½·H·A``: the Hessian of the score at the layer's ``output`` times
-    the output itself, by a second backward through ``gradients`` (made with a graph). A tail
-    that is linear in the output (ReLU, GAP + linear) has ``H = 0``."""
-    if not gradients.requires_grad:
-        return gradients
-    (hvp,) = torch.autograd.grad(
-        gradients, output, grad_outputs=output.detach(), retain_graph=retain, allow_unused=True
-    )
-    return gradients.detach() if hvp is None else gradients.detach() - 0.5 * hvp
-
-
-def _twice_differentiable(enabled: bool) -> contextlib.AbstractContextManager:
-    """Attention computed by the math kernel, the one whose backward can be differentiated
-    again (a Hessian-vector product through a transformer); as it is when not ``enabled``."""
-    if not enabled:
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _linear_head(model: nn.Module) -> nn.Linear | None:
@@ -400,7 +362,7 @@ class Explainer:
             inputs = images.clone().requires_grad_(True)
         probe_mode = "capture" if mode == "inference" else mode
         grad_mode = torch.inference_mode() if mode == "inference" else torch.enable_grad()
-        twice = _twice_differentiable(self.spec.hessian and mode != "inference")
+        twice = twice_differentiable(self.spec.hessian and mode != "inference")
         with LayerProbe(self.model, [self.layer], mode=probe_mode) as probe, grad_mode, twice:
             logits = self._run(self.model, inputs)
         return probe.activations[self.layer], logits
@@ -449,7 +411,7 @@ class Explainer:
             height, width = activations.shape[-2:]
             gradient = weight / (height * width)  # dY_c/dA_k, the same at every position
             if objective is not None:  # dobjective/dA = Σ_c dobjective/dY_c · W[c] / (h·w)
-                scores, slopes = _objective_slopes(objective, logits, class_ids)
+                scores, slopes = objective_slopes(objective, logits, class_ids)
                 gradient = slopes @ gradient  # (N, K, C)
             else:
                 gradient = gradient if every else gradient[class_ids]  # (classes, C) | (N, K, C)
@@ -477,7 +439,7 @@ class Explainer:
                 scores[:, k].sum(), output, retain_graph=retain, create_graph=self.spec.hessian
             )
             if self.spec.hessian:
-                gradients = _hessian_corrected(gradients, output, retain=k < count - 1)
+                gradients = hessian_corrected(gradients, output, retain=k < count - 1)
             gradients = layout.to_map(gradients)
             if self._smooth:
                 maps.append(eigen_smooth(self.spec.contributions(values, gradients).float()))
