@@ -105,33 +105,35 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
     return save_image(out, np.concatenate([rows[0], gap, rows[1]]))
 
 
+def turned_maps(model, info, samples, settings) -> tuple[list, list]:
+    """Each sample's maps ``(K, H, W)``, and those of the sample turned 180° (both axes
+    flipped), turned back onto the original."""
+    from camkit.demo import _inputs
+    from camkit.pipeline.run import explain_images
+
+    turned = [
+        replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
+        for s in samples
+    ]
+    plain = explain_images(model, info, _inputs(samples, info, "plain"), settings)
+    back = explain_images(model, info, _inputs(turned, info, "turned"), settings)
+    return [r.maps.numpy() for r in plain], [r.maps.numpy()[:, ::-1, ::-1] for r in back]
+
+
 def flip_decomposition(
     model, info, config: DemoConfig, stride: int, align: str, difficulty: str, size: int
 ):
     """Mean centroid offsets (dy, dx) of plain and flipped-back maps, and their object-tied and
     frame-tied parts (see the module docstring)."""
     from camkit.data.shapes import generate
-    from camkit.demo import _inputs
-    from camkit.pipeline.run import explain_images
     from camkit.pipeline.settings import Settings
 
     samples = [generate(i, config.seed + 2, config.size, difficulty) for i in range(config.n_test)]
-    flipped = [
-        replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
-        for s in samples
-    ]
     settings = Settings("layer4.2", size=size, align=align, output_stride=stride)
     means = []
-    for name, batch, flip in (("plain", samples, False), ("flipped", flipped, True)):
-        offsets = []
-        for sample, result in zip(
-            samples, explain_images(model, info, _inputs(batch, info, name), settings)
-        ):
-            heat = result.maps[0].numpy()
-            offset = centroid_offset(heat[::-1, ::-1] if flip else heat, sample.mask > 0)
-            if offset is not None:
-                offsets.append(offset)
-        means.append(np.mean(offsets, axis=0))
+    for maps in turned_maps(model, info, samples, settings):
+        offsets = [centroid_offset(m[0], s.mask > 0) for m, s in zip(maps, samples)]
+        means.append(np.mean([o for o in offsets if o is not None], axis=0))
     plain, back = means
     return {
         "output_stride": stride,

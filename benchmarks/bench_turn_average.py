@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,28 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_alignment import demo_classifier
+from bench_alignment import demo_classifier, turned_maps
 from bench_explain import write_result
 
 from camkit.data.shapes import generate
-from camkit.demo import DemoConfig, _inputs, _own_maximum, centroid_offset
+from camkit.demo import DemoConfig, _own_maximum, centroid_offset
 from camkit.metrics.localisation import energy_in_mask, pointing_game
-from camkit.pipeline.run import explain_images
 from camkit.pipeline.settings import Settings
-
-
-def _turned(samples):
-    return [
-        replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
-        for s in samples
-    ]
-
-
-def _maps(model, info, samples, settings) -> tuple[list, list]:
-    """Each image's maps ``(K, H, W)``, and those of the image turned 180°, turned back."""
-    plain = explain_images(model, info, _inputs(samples, info, "plain"), settings)
-    turned = explain_images(model, info, _inputs(_turned(samples), info, "turned"), settings)
-    return [r.maps.numpy() for r in plain], [r.maps.numpy()[:, ::-1, ::-1] for r in turned]
 
 
 def measure(model, info, config: DemoConfig, stride: int, tolerance: float) -> list[dict]:
@@ -54,14 +38,12 @@ def measure(model, info, config: DemoConfig, stride: int, tolerance: float) -> l
     pairs = [
         generate(i, config.seed + 3, config.size, "hard", objects=2) for i in range(config.n_pairs)
     ]
-    single_maps, pair_maps = (
-        _maps(model, info, singles, settings),
-        _maps(model, info, pairs, settings),
-    )
+    single_maps = turned_maps(model, info, singles, settings)
+    pair_maps = turned_maps(model, info, pairs, settings)
+    masks = [s.mask > 0 for s in singles]
     rows = []
     for name, pick in (("plain", lambda a, b: a), ("turn-averaged", lambda a, b: (a + b) / 2)):
         maps = [pick(a, b)[0] for a, b in zip(*single_maps)]
-        masks = [s.mask > 0 for s in singles]
         offsets = [centroid_offset(m, k) for m, k in zip(maps, masks)]
         offsets = np.array([o for o in offsets if o is not None])
         own = []

@@ -94,7 +94,7 @@ def predict_masks(
         batch = preprocess(
             list(chunk), size, info.get("mean", IMAGENET_MEAN), info.get("std", IMAGENET_STD)
         )
-        logits = model(batch.to(device)).float().cpu()
+        logits = model(batch.to(device))
         results += masks_from_logits(logits, [image.shape[:2] for image in chunk], threshold)
     return results
 
