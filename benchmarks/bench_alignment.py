@@ -82,7 +82,7 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
     import cv2
 
     from camkit.data.shapes import generate
-    from camkit.demo import _inputs
+    from camkit.demo import demo_inputs
     from camkit.pipeline.run import explain_images
     from camkit.pipeline.settings import Settings
     from camkit.viz.overlay import draw_contours, hstack, overlay, save_image, titled
@@ -91,7 +91,7 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
     rows = []
     for align, title in (("grid", "grid (the peers)"), ("rf", "rf (camkit)")):
         settings = Settings("layer4.2", size=config.size, align=align)
-        results = explain_images(model, info, _inputs(samples, info, "figure"), settings)
+        results = explain_images(model, info, demo_inputs(samples, info, "figure"), settings)
         tiles = []
         for sample, result in zip(samples, results):
             heat, mask = result.maps[0].numpy(), sample.mask > 0
@@ -108,15 +108,15 @@ def figure(model, info, config: DemoConfig, out: Path, count: int = 5) -> Path:
 def turned_maps(model, info, samples, settings) -> tuple[list, list]:
     """Each sample's maps ``(K, H, W)``, and those of the sample turned 180° (both axes
     flipped), turned back onto the original."""
-    from camkit.demo import _inputs
+    from camkit.demo import demo_inputs
     from camkit.pipeline.run import explain_images
 
     turned = [
         replace(s, image=np.ascontiguousarray(s.image[::-1, ::-1]), mask=s.mask[::-1, ::-1])
         for s in samples
     ]
-    plain = explain_images(model, info, _inputs(samples, info, "plain"), settings)
-    back = explain_images(model, info, _inputs(turned, info, "turned"), settings)
+    plain = explain_images(model, info, demo_inputs(samples, info, "plain"), settings)
+    back = explain_images(model, info, demo_inputs(turned, info, "turned"), settings)
     return [r.maps.numpy() for r in plain], [r.maps.numpy()[:, ::-1, ::-1] for r in back]
 
 

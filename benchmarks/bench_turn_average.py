@@ -27,7 +27,7 @@ from bench_alignment import demo_classifier, turned_maps
 from bench_explain import write_result
 
 from camkit.data.shapes import generate
-from camkit.demo import DemoConfig, _own_maximum, centroid_offset
+from camkit.demo import DemoConfig, centroid_offset, own_maximum
 from camkit.metrics.localisation import energy_in_mask, pointing_game
 from camkit.pipeline.settings import Settings
 
@@ -48,7 +48,7 @@ def measure(model, info, config: DemoConfig, stride: int, tolerance: float) -> l
         offsets = np.array([o for o in offsets if o is not None])
         own = []
         for sample, a, b in zip(pairs, *pair_maps):
-            own += _own_maximum(sample, SimpleNamespace(maps=pick(a, b)), tolerance)
+            own += own_maximum(sample, SimpleNamespace(maps=pick(a, b)), tolerance)
         rows.append(
             {
                 "output_stride": stride,
