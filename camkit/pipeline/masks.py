@@ -22,6 +22,7 @@ __all__ = [
     "masks_from_logits",
     "no_mask_message",
     "predict_masks",
+    "segmenter_batch",
 ]
 
 
@@ -71,6 +72,15 @@ def check_mask(
     return mask > 0
 
 
+def segmenter_batch(info: dict, images: Sequence[np.ndarray]) -> torch.Tensor:
+    """RGB uint8 images as a segmenter's input: resized to its ``input_size`` and normalised
+    with its ``mean`` / ``std`` (ImageNet's when the checkpoint records none)."""
+    size = int(info.get("input_size", 128))
+    return preprocess(
+        list(images), size, info.get("mean", IMAGENET_MEAN), info.get("std", IMAGENET_STD)
+    )
+
+
 @torch.inference_mode()
 def predict_masks(
     model: ResUNet,
@@ -87,14 +97,10 @@ def predict_masks(
     """
     _check_threshold(threshold)
     device = next(model.parameters()).device
-    size = int(info.get("input_size", 128))
     results = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        batch = preprocess(
-            list(chunk), size, info.get("mean", IMAGENET_MEAN), info.get("std", IMAGENET_STD)
-        )
-        logits = model(batch.to(device))
+        logits = model(segmenter_batch(info, chunk).to(device))
         results += masks_from_logits(logits, [image.shape[:2] for image in chunk], threshold)
     return results
 

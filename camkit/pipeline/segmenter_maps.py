@@ -163,18 +163,13 @@ class SegmenterMaps:
         """The segmenter's own maps on RGB uint8 ``images`` (raw float32 ``(H, W)`` each), its
         predicted masks (bool ``(H, W)``: foreground), the class explained in each, and the
         layer's map size ``(h, w)``."""
-        from camkit.data.images import preprocess
-        from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
-        from camkit.pipeline.masks import masks_from_logits
+        from camkit.pipeline.masks import masks_from_logits, segmenter_batch
         from camkit.regions import own_regions
 
         if len(images) == 0:
             return [], [], [], (0, 0)
-        size = int(self.info.get("input_size", 128))
-        mean = self.info.get("mean", IMAGENET_MEAN)
-        std = self.info.get("std", IMAGENET_STD)
         device = next(self.segmenter.parameters()).device
-        batch = preprocess(list(images), size, mean, std).to(device)  # (N, 3, size, size)
+        batch = segmenter_batch(self.info, images).to(device)  # (N, 3, size, size)
         # one plain pass gives both the region explained and the predicted masks
         logits = self.explainer.logits(batch)
         regions = own_regions(logits, self.threshold)
