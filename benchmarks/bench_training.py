@@ -38,8 +38,8 @@ from camkit.io.checkpoint import load_checkpoint
 from camkit.training.classifier import TrainConfig, train_classifier
 
 
-def stream_run(images: int, out: Path, seed: int, size: int | None) -> None:
-    train = ShapeStream(images, seed, 128, "hard")
+def stream_run(images: int, out: Path, seed: int, size: int | None, pairs: float = 0.0) -> None:
+    train = ShapeStream(images, seed, 128, "hard", pairs=pairs)
     val = ShapeStream(300, seed + 1, 128, "hard")
     config = TrainConfig(pretrained="none", seed=seed, size=size)
     train_classifier(train, out, config, val_data=val)
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps timed")
     parser.add_argument("--size", type=int, default=None, help="input side (the recipe's: 96)")
+    parser.add_argument(
+        "--pairs", type=float, default=0.0, help="stream share of two-object images"
+    )
     parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
     args = parser.parse_args(argv)
@@ -102,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sized = f" --size {args.size}" if args.size else ""
     if args.source == "stream":
-        stream_run(args.images, ckpt, args.seed, args.size)
+        stream_run(args.images, ckpt, args.seed, args.size, args.pairs)
         seeded = f" --seed {args.seed}" if args.seed else ""
-        command = f"bench_training.py stream --images {args.images}{sized}{seeded}"
+        paired = f" --pairs {args.pairs}" if args.pairs else ""
+        command = f"bench_training.py stream --images {args.images}{sized}{seeded}{paired}"
     else:
         if args.folder is None:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")

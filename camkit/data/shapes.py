@@ -21,6 +21,7 @@ __all__ = ["CLASSES", "Sample", "ShapeStream", "generate", "write_dataset"]
 
 CLASSES = ("circle", "square", "triangle", "star")
 GENERATOR_VERSION = 1
+_GOLDEN = 0.6180339887498949  # index · golden mod 1 spreads a share of the stream evenly
 _EASY_HUES = {"circle": 0, "square": 60, "triangle": 120, "star": 28}  # OpenCV hue, 0..179
 
 
@@ -206,6 +207,10 @@ class ShapeStream:
         augment: applied to each RGB uint8 image before resizing (e.g.
             :class:`camkit.training.augment.Augmentation`); ``None``: none.
         mean, std: normalisation.
+        pairs: share of samples with two objects of different classes (``0``: none). Then
+            every label is a probability vector over the classes, ``0.5`` on each of a pair's
+            two (a soft target ``cross_entropy`` takes), so the network learns to find each
+            class's object among others.
 
     Labels index ``class_names``: :data:`CLASSES` sorted, the order a folder of the same shapes
     gets (``ClassificationFolder``), so stream- and folder-trained models agree. A torch
@@ -222,11 +227,15 @@ class ShapeStream:
         augment: Callable[[np.ndarray], np.ndarray] | None = None,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
+        pairs: float = 0.0,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         if difficulty not in ("easy", "hard"):
             raise ValueError(f"difficulty must be 'easy' or 'hard', got {difficulty!r}")
+        if not 0.0 <= pairs <= 1.0:
+            raise ValueError(f"pairs must be a share between 0 and 1, got {pairs!r}")
+        self.pairs = float(pairs)
         self.n, self.seed, self.size, self.difficulty = n, seed, size, difficulty
         self.input_size, self.augment = input_size or size, augment
         self.mean, self.std = tuple(mean), tuple(std)
@@ -240,10 +249,18 @@ class ShapeStream:
 
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} out of range for a stream of {self.n} shapes")
-        sample = generate(index, self.seed, self.size, self.difficulty)
+        objects = 2 if (index * _GOLDEN) % 1.0 < self.pairs else 1
+        sample = generate(index, self.seed, self.size, self.difficulty, objects)
         image = self.augment(sample.image) if self.augment is not None else sample.image
-        label = self.class_names.index(CLASSES[sample.labels[0]])
-        return preprocess(image, self.input_size, self.mean, self.std)[0], label
+        labels = [self.class_names.index(CLASSES[c]) for c in sample.labels]
+        tensor = preprocess(image, self.input_size, self.mean, self.std)[0]
+        if not self.pairs:
+            return tensor, labels[0]
+        import torch
+
+        target = torch.zeros(len(self.class_names))
+        target[labels] = 1.0 / len(labels)
+        return tensor, target
 
     def with_input(
         self, input_size: int | None, augment: Callable[[np.ndarray], np.ndarray] | None
@@ -259,10 +276,11 @@ class ShapeStream:
             augment,
             self.mean,
             self.std,
+            self.pairs,
         )
 
     def __repr__(self) -> str:
         return (
             f"ShapeStream(n={self.n}, seed={self.seed}, size={self.size}, "
-            f"difficulty={self.difficulty!r}, input_size={self.input_size})"
+            f"difficulty={self.difficulty!r}, input_size={self.input_size}, pairs={self.pairs})"
         )

@@ -370,7 +370,7 @@ def train_classifier(
         loss = nn.functional.cross_entropy(
             logits.float(), labels, label_smoothing=config.label_smoothing
         )
-        return loss, labels.numel()
+        return loss, labels.shape[0]  # class indices, or probability rows (ShapeStream pairs)
 
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):

@@ -89,3 +89,21 @@ def test_shape_stream_is_fresh_deterministic_and_resizable():
         stream[6]
     with pytest.raises(ValueError, match="difficulty"):
         ShapeStream(4, difficulty="medium")
+
+
+def test_a_stream_with_pairs_gives_soft_targets_on_both_classes():
+    import torch
+
+    stream = ShapeStream(40, seed=3, size=32, difficulty="hard", pairs=0.25)
+    targets = torch.stack([stream[i][1] for i in range(40)])
+    assert torch.allclose(targets.sum(1), torch.ones(40))
+    paired = (targets.max(1).values < 1).nonzero().flatten().tolist()
+    assert 8 <= len(paired) <= 12  # a quarter of the stream, spread evenly
+    index = paired[0]
+    truth = {CLASSES[c] for c in generate(index, 3, 32, "hard", objects=2).labels}
+    assert {stream.class_names[c] for c in targets[index].nonzero().flatten()} == truth
+    assert torch.equal(targets[index][targets[index] > 0], torch.tensor([0.5, 0.5]))
+    assert stream.with_input(48, None).pairs == 0.25
+    assert isinstance(ShapeStream(4, size=32)[0][1], int)  # no pairs: class indices
+    with pytest.raises(ValueError, match="pairs"):
+        ShapeStream(4, pairs=1.5)

@@ -228,6 +228,16 @@ def test_trains_on_a_generated_stream(tmp_path, options):
     assert model.conv1.weight.is_contiguous()
 
 
+def test_trains_on_soft_targets_of_a_stream_with_pairs(tmp_path):
+    from camkit.data.shapes import ShapeStream
+
+    config = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none")
+    stream, val = ShapeStream(8, 0, 32, "hard", pairs=0.5), ShapeStream(4, 1, 32, "hard")
+    metrics = train_classifier(stream, tmp_path / "p.ckpt", config, val_data=val, progress=False)
+    assert math.isfinite(metrics["train_loss"]) and metrics["train_images"] == 8
+    assert metrics["val_count"] == 4
+
+
 def test_a_data_set_without_class_names_is_refused(tmp_path):
     with pytest.raises(TypeError, match="class_names"):
         train_classifier([1, 2], tmp_path / "x.ckpt", TrainConfig(workers=0), progress=False)
