@@ -62,7 +62,8 @@ def evaluate_classifier(
     channels_last: bool = False,
 ) -> dict:
     """Accuracy and mean cross-entropy of ``model`` (eval mode) over ``loader``, with bfloat16
-    autocast and channels-last inputs when asked (as the model was trained)."""
+    autocast and channels-last inputs when asked (as the model was trained). Labels are class
+    indices or probability rows (a prediction on any class of highest probability is right)."""
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -73,8 +74,13 @@ def evaluate_classifier(
             logits = model(images.to(device, memory_format=layout)).float()
         labels = labels.to(device)
         loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
-        total += labels.numel()
+        predicted = logits.argmax(1)
+        if labels.ndim == 2:  # probability rows: right when the prediction is a most likely class
+            hits = labels.gather(1, predicted[:, None])[:, 0] == labels.max(1).values
+        else:
+            hits = predicted == labels
+        correct += int(hits.sum())
+        total += labels.shape[0]
     model.train(was_training)
     return {"accuracy": correct / max(total, 1), "loss": loss_sum / max(total, 1), "count": total}
 

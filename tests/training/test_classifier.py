@@ -236,6 +236,12 @@ def test_trains_on_soft_targets_of_a_stream_with_pairs(tmp_path):
     metrics = train_classifier(stream, tmp_path / "p.ckpt", config, val_data=val, progress=False)
     assert math.isfinite(metrics["train_loss"]) and metrics["train_images"] == 8
     assert metrics["val_count"] == 4
+    # validated on a split of the same stream: soft targets there too
+    split = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none", val_fraction=0.5)
+    paired = ShapeStream(16, 0, 32, "hard", pairs=0.5)
+    metrics = train_classifier(paired, tmp_path / "q.ckpt", split, progress=False)
+    assert metrics["val_count"] == 8 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert math.isfinite(metrics["val_loss"])
 
 
 def test_a_data_set_without_class_names_is_refused(tmp_path):

@@ -50,3 +50,20 @@ def test_the_recipes_train_in_float32_on_a_cpu_that_emulates_bfloat16(monkeypatc
     assert SegConfig().bf16 is None  # resolved by train_segmenter on its device
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_config(TrainConfig(pretrained="none")).bf16 is True
+
+
+def test_evaluation_takes_class_indices_and_probability_rows():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from camkit.training.loop import evaluate_classifier
+
+    head = torch.nn.Linear(3, 3, bias=False)
+    head.weight.data = torch.eye(3)  # logits = inputs: predicts 0, 1, 2
+    images = torch.eye(3)
+    indices = DataLoader(TensorDataset(images, torch.tensor([0, 1, 0])), batch_size=2)
+    rows = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]])  # all three right
+    soft = DataLoader(TensorDataset(images, rows), batch_size=2)
+    cpu = torch.device("cpu")
+    assert evaluate_classifier(head, indices, cpu)["accuracy"] == 2 / 3
+    result = evaluate_classifier(head, soft, cpu)
+    assert result["accuracy"] == 1.0 and result["count"] == 3
