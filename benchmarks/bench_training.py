@@ -38,16 +38,18 @@ from camkit.io.checkpoint import load_checkpoint
 from camkit.training.classifier import TrainConfig, train_classifier
 
 
-def stream_run(images: int, out: Path, seed: int, size: int | None, pairs: float = 0.0) -> None:
+def stream_run(
+    images: int, out: Path, seed: int, size: int | None, pairs: float = 0.0, loss: str | None = None
+) -> None:
     train = ShapeStream(images, seed, 128, "hard", pairs=pairs)
     val = ShapeStream(300, seed + 1, 128, "hard")
-    config = TrainConfig(pretrained="none", seed=seed, size=size)
+    config = TrainConfig(pretrained="none", seed=seed, size=size, loss=loss)
     train_classifier(train, out, config, val_data=val)
 
 
-def folder_run(folder: Path, epochs: int, out: Path, size: int | None) -> None:
-    size = ["--size", str(size)] if size else []
-    code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs), *size])
+def folder_run(folder: Path, epochs: int, out: Path, size: int | None, loss: str | None) -> None:
+    options = (["--size", str(size)] if size else []) + (["--loss", loss] if loss else [])
+    code = camkit(["train", str(folder), "--out", str(out), "--epochs", str(epochs), *options])
     if code:
         raise SystemExit(code)
 
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pairs", type=float, default=0.0, help="stream share of two-object images"
     )
+    parser.add_argument(
+        "--loss", choices=("ce", "bce"), default=None, help="the training loss (the recipe's: ce)"
+    )
     parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
     args = parser.parse_args(argv)
@@ -103,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ckpt = args.ckpt or Path(f"/tmp/bench-{args.source}.ckpt")
     started = time.perf_counter()
-    sized = f" --size {args.size}" if args.size else ""
+    sized = (f" --size {args.size}" if args.size else "") + (
+        f" --loss {args.loss}" if args.loss else ""
+    )
     if args.source == "stream":
-        stream_run(args.images, ckpt, args.seed, args.size, args.pairs)
+        stream_run(args.images, ckpt, args.seed, args.size, args.pairs, args.loss)
         seeded = f" --seed {args.seed}" if args.seed else ""
         paired = f" --pairs {args.pairs}" if args.pairs else ""
         command = f"bench_training.py stream --images {args.images}{sized}{seeded}{paired}"
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
         if args.seed:
             parser.error("--seed is for the stream: `camkit train` seeds its split with 0")
-        folder_run(args.folder, args.epochs, ckpt, args.size)
+        folder_run(args.folder, args.epochs, ckpt, args.size, args.loss)
         command = (
             f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
         ) + sized

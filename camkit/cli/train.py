@@ -53,6 +53,12 @@ def add_parser(subparsers) -> None:
         "--warmup", type=float, default=None, help="share of the steps spent warming up"
     )
     parser.add_argument("--label-smoothing", type=float, default=None)
+    parser.add_argument(
+        "--loss",
+        choices=("ce", "bce"),
+        default=None,
+        help="ce: softmax cross-entropy; bce: a sigmoid per class (the recipe's by default)",
+    )
     flag = argparse.BooleanOptionalAction
     parser.add_argument(
         "--augment",
@@ -92,6 +98,7 @@ def run(args) -> int:
         recipe=args.recipe,
         warmup=args.warmup,
         label_smoothing=args.label_smoothing,
+        loss=args.loss,
         augment=args.augment,
         bf16=args.bf16,
         channels_last=args.channels_last,

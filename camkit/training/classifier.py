@@ -6,12 +6,13 @@ Two recipes (:data:`RECIPES`), picked by where the weights start (``TrainConfig.
 
 * ``scratch`` learns shape, not colour, on 2 CPU cores: 96 px, batch 32, a short warm-up
   (5 %) then cosine decay, random resized crop + flips + quarter turns + colour shuffle
-  (:class:`camkit.training.augment.Augmentation`), label smoothing 0.1, zero-init residual
-  blocks, bfloat16 autocast where the CPU has bfloat16 units (2.2× the images/s of float32
-  on an AVX-512 BF16 / AMX CPU; float32 on an AVX2 one, which emulates bfloat16 26× slower:
-  :func:`camkit.training.loop.native_bf16`) and channels-last. It reaches ≥ 0.95 on the hard
-  shapes (random colours) in under 10 minutes on a bfloat16 CPU, in ~26 on an AVX2 one
-  (``benchmarks/results/training-cpu.json``).
+  (:class:`camkit.training.augment.Augmentation`), softmax cross-entropy (``loss="ce"``;
+  ``"bce"``: a sigmoid per class, :mod:`camkit.training.losses`) with label smoothing 0.1,
+  zero-init residual blocks, bfloat16 autocast where the CPU has bfloat16 units (2.2× the
+  images/s of float32 on an AVX-512 BF16 / AMX CPU; float32 on an AVX2 one, which emulates
+  bfloat16 26× slower: :func:`camkit.training.loop.native_bf16`) and channels-last. It
+  reaches ≥ 0.95 on the hard shapes (random colours) in under 10 minutes on a bfloat16 CPU,
+  in ~26 on an AVX2 one (``benchmarks/results/training-cpu.json``).
 * ``finetune`` (ImageNet weights, or a given model): 128 px, batch 16, the one-cycle
   schedule's 25 % warm-up that protects pretrained weights, flips only, bfloat16 (as above)
   and channels-last.
@@ -48,6 +49,7 @@ from camkit.training.loop import (
     seeded_split,
     train_epoch,
 )
+from camkit.training.losses import LOSSES, classification_loss
 from camkit.training.resume import (
     discard_resume,
     restore,
@@ -72,19 +74,21 @@ class Recipe:
     batch_size: int
     warmup: float  # share of the one-cycle schedule spent warming up
     label_smoothing: float
+    loss: str  # camkit.training.losses: "ce" (softmax) or "bce" (a sigmoid per class)
     augmentation: Augmentation  # what ``augment=True`` applies to each training image
     bf16: bool | None  # bfloat16 autocast; None: where the device has bfloat16 units
     channels_last: bool
 
 
 RECIPES = {
-    "scratch": Recipe("scratch", 96, 32, 0.05, 0.1, Augmentation(), None, True),
+    "scratch": Recipe("scratch", 96, 32, 0.05, 0.1, "ce", Augmentation(), None, True),
     "finetune": Recipe(
         "finetune",
         128,
         16,
         WARMUP,
         0.0,
+        "ce",
         Augmentation(scale=(1.0, 1.0), rotate=False, colour=False),  # flips
         None,
         True,
@@ -112,6 +116,7 @@ class TrainConfig:
     recipe: str = "auto"
     warmup: float | None = None
     label_smoothing: float | None = None
+    loss: str | None = None
     augment: bool | None = None
     bf16: bool | None = None
     channels_last: bool | None = None
@@ -131,12 +136,15 @@ def resolve_config(
         name = "finetune" if model_given or from_imagenet else "scratch"
     if name not in RECIPES:
         raise ValueError(f"recipe must be 'auto' or one of {sorted(RECIPES)}, got {name!r}")
+    if config.loss not in (None, *LOSSES):
+        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
     recipe = RECIPES[name]
     defaults = {
         "size": recipe.size,
         "batch_size": recipe.batch_size,
         "warmup": recipe.warmup,
         "label_smoothing": recipe.label_smoothing,
+        "loss": recipe.loss,
         "augment": True,
         "bf16": native_bf16(device) if recipe.bf16 is None else recipe.bf16,
         "channels_last": recipe.channels_last,
@@ -367,9 +375,7 @@ def train_classifier(
         labels = batch[1].to(device)
         with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
             logits = model(images)
-        loss = nn.functional.cross_entropy(
-            logits.float(), labels, label_smoothing=config.label_smoothing
-        )
+        loss = classification_loss(logits, labels, config.loss, config.label_smoothing)
         return loss, labels.shape[0]  # class indices, or probability rows (ShapeStream pairs)
 
     started = time.perf_counter()

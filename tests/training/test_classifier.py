@@ -197,12 +197,14 @@ def test_recipes_resolve_by_where_the_weights_start():
     scratch = resolve_config(TrainConfig(pretrained="none"))
     assert scratch.recipe == "scratch" and scratch.size == 96 and scratch.batch_size == 32
     assert scratch.bf16 is native_bf16("cpu")  # float32 where the CPU would emulate bfloat16
-    assert scratch.channels_last and scratch.label_smoothing == 0.1
+    assert scratch.channels_last and scratch.label_smoothing == 0.1 and scratch.loss == "ce"
     tuned = resolve_config(TrainConfig(pretrained="none", size=64, bf16=False), model_given=True)
     assert tuned.recipe == "finetune" and tuned.size == 64 and tuned.bf16 is False
     assert tuned.warmup == RECIPES["finetune"].warmup == 0.25
     with pytest.raises(ValueError, match="recipe must be"):
         resolve_config(TrainConfig(recipe="fast"))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        resolve_config(TrainConfig(loss="focal"))
 
 
 @pytest.mark.parametrize(
@@ -231,11 +233,13 @@ def test_trains_on_a_generated_stream(tmp_path, options):
 def test_trains_on_soft_targets_of_a_stream_with_pairs(tmp_path):
     from camkit.data.shapes import ShapeStream
 
-    config = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none")
     stream, val = ShapeStream(8, 0, 32, "hard", pairs=0.5), ShapeStream(4, 1, 32, "hard")
-    metrics = train_classifier(stream, tmp_path / "p.ckpt", config, val_data=val, progress=False)
-    assert math.isfinite(metrics["train_loss"]) and metrics["train_images"] == 8
-    assert metrics["val_count"] == 4
+    for loss in ("ce", "bce"):  # soft rows, or each of a pair's classes present
+        config = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none", loss=loss)
+        out = tmp_path / f"p-{loss}.ckpt"
+        metrics = train_classifier(stream, out, config, val_data=val, progress=False)
+        assert math.isfinite(metrics["train_loss"]) and metrics["train_images"] == 8
+        assert metrics["val_count"] == 4 and load_checkpoint(out)["config"]["loss"] == loss
     # validated on a split of the same stream: soft targets there too
     split = TrainConfig(size=32, batch_size=4, workers=0, pretrained="none", val_fraction=0.5)
     paired = ShapeStream(16, 0, 32, "hard", pairs=0.5)
@@ -254,7 +258,9 @@ def test_cli_recipe_options(tmp_path, capsys):
     out = tmp_path / "m.ckpt"
     flags = ["--size", "32", "--batch-size", "4", "--workers", "0", "--pretrained", "none"]
     flags += ["--no-augment", "--no-bf16", "--no-channels-last", "--label-smoothing", "0"]
+    flags += ["--loss", "bce"]
     assert main(["train", str(root), "--out", str(out), *flags, "--warmup", "0.1"]) == 0
     config = load_checkpoint(out)["config"]
+    assert config["loss"] == "bce" and config["label_smoothing"] == 0.0
     assert config["augment"] is False and config["bf16"] is False and config["warmup"] == 0.1
     assert config["recipe"] == "scratch" and "validation accuracy" in capsys.readouterr().out
