@@ -16,12 +16,9 @@ from torch.overrides import TorchFunctionMode
 
 from camkit.core.layers import resolve_layer
 from camkit.core.probe import LayerProbe, probe_input
+from camkit.core.rf_trace import pair
 
 __all__ = ["measure_axes"]
-
-
-def _pair(value, dims: int = 2) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
 
 
 def _support(gradient: torch.Tensor, axis: int) -> tuple[int, int] | None:
@@ -41,12 +38,12 @@ class _LocalOnly(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if func in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
-            size = _pair(args[1] if len(args) > 1 else kwargs["output_size"])
+            size = pair(args[1] if len(args) > 1 else kwargs["output_size"])
             return out.detach() if all(s == 1 for s in size) else out
         if func in (torch.mean, torch.Tensor.mean, torch.amax, torch.Tensor.amax):
             dims = args[1] if len(args) > 1 else kwargs.get("dim")
             source = args[0]
-            if dims is not None and {d % source.ndim for d in _pair(dims, 1)} >= {2, 3}:
+            if dims is not None and {d % source.ndim for d in pair(dims, 1)} >= {2, 3}:
                 return out.detach()
         return out
 

@@ -21,7 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from camkit.core.probe import preserved_model_state, probe_input
 
-__all__ = ["Axis", "derive_axes"]
+__all__ = ["Axis", "derive_axes", "pair"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Axis:
 _LOST = object()  # geometry that cannot be followed (the layer is then measured)
 
 
-def _pair(value, dims: int = 2) -> tuple:
+def pair(value, dims: int = 2) -> tuple:
+    """An op argument as a per-axis tuple (an int stands for all ``dims`` axes)."""
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
 
 
@@ -118,8 +119,8 @@ def _merge(first, second):
 
 def _window(known: dict, out: torch.Tensor, kernel, stride, padding, dilation=1) -> dict:
     spatial = range(out.ndim - 2, out.ndim)
-    kernel, stride, dilation = _pair(kernel), _pair(stride or kernel), _pair(dilation)
-    padding = _pair(padding)
+    kernel, stride, dilation = pair(kernel), pair(stride or kernel), pair(dilation)
+    padding = pair(padding)
     axes = {}
     for j, dim in enumerate(spatial):
         axis = known.get(dim)
@@ -134,7 +135,7 @@ def _conv(known, out, args, kwargs):
     names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
     bound = dict(zip(names, args)) | kwargs
     weight = bound["weight"]
-    dilation = _pair(bound.get("dilation", 1))
+    dilation = pair(bound.get("dilation", 1))
     padding = bound.get("padding", 0)
     kernel = tuple(weight.shape[-2:])
     if padding == "valid":
