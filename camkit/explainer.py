@@ -35,6 +35,14 @@ from camkit.core.geometry import IDENTITY, LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
 from camkit.core.introspect import default_layer, layer_stride, native_size
 from camkit.core.layers import resolve_layer
+from camkit.core.paths import (
+    AUTOCAST,
+    HEAD_RTOL,
+    OWN_PATHS,
+    PATHS,
+    autocast_dtype,
+    check_method_options,
+)
 from camkit.core.probe import LayerProbe, preserved_model_state, set_eval
 from camkit.core.surgery import dilated_last_stage
 from camkit.core.tokens import TokenLayout, token_layout
@@ -56,66 +64,7 @@ log = logging.getLogger(__name__)
 METHODS = methods.names()  # registered at import; camkit.methods.names() sees later ones too
 
 
-PATHS = ("auto", "closed-form", "activation-grad", "autograd")
-
-
-AUTOCAST = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-}
-
-
-# head check tolerance: float32 rounding, or the precision the forward ran in
-HEAD_RTOL = {None: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
-
-# the path of a method's own computation, by what it needs (gradients: "activation-grad" or
-# "autograd", chosen by the path option)
-_OWN_PATHS = {
-    "forward": "forward",
-    "masked-forward": "masked-forward",
-    "ablation": "ablation-forward",
-    "noisy-gradients": "noisy-gradients",
-    "input-gradients": "input-gradients",
-}
-
 Forward = Literal["inference", "leaf", "capture"]
-
-
-def autocast_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
-    """``None``/``"none"``/``"fp32"`` → ``None``; ``"bf16"``, ``"fp16"`` or a dtype → that dtype."""
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "fp32", "float32")):
-        return None
-    if isinstance(value, torch.dtype) and value in (torch.bfloat16, torch.float16):
-        return value
-    if isinstance(value, str) and value.lower() in AUTOCAST:
-        return AUTOCAST[value.lower()]
-    raise ValueError(f"unknown autocast {value!r}; use 'bf16' or 'fp16' (or None for float32)")
-
-
-def _check_method_options(method: Method, path: str, smooth: bool) -> None:
-    """Refuse a ``path`` or ``eigen_smooth`` the method cannot honour, saying why."""
-    if path in ("activation-grad", "autograd") and not method.chooses_path:
-        only = "closed-form" if method.linear else _OWN_PATHS[method.needs]
-        raise ValueError(
-            f"method {method.name!r} is not gradient-based; it only has the {only} path"
-        )
-    if path == "closed-form" and method.uses_gradients and not method.has_closed_form:
-        raise ValueError(
-            f"method {method.name!r} has no closed form; use path='auto' or 'activation-grad'"
-        )
-    if smooth and method.needs == "input-gradients":
-        raise ValueError(
-            f"eigen_smooth does not apply to {method.name!r} (maps of input pixels, not of a "
-            "layer's channels); use a Grad-CAM-family method such as 'gradcam'"
-        )
-    if smooth and method.linear:
-        raise ValueError(
-            f"eigen_smooth does not apply to {method.name!r} (a linear class map); use a "
-            "Grad-CAM-family method such as 'gradcam'"
-        )
 
 
 def _linear_head(model: nn.Module) -> nn.Linear | None:
@@ -205,7 +154,7 @@ class Explainer:
         self.spec = methods.get(method)
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
-        _check_method_options(self.spec, path, eigen_smooth)
+        check_method_options(self.spec, path, eigen_smooth)
         self.eigen_smooth = eigen_smooth
         self._smooth = eigen_smooth or self.spec.eigen  # the maps are eigen projections
         self._eigen_block = 64  # maps decomposed per eigen-smoothing block
@@ -338,7 +287,7 @@ class Explainer:
                 path = "input-gradients"
                 maps, class_ids = self._input_maps(images, activations, layout, logits, targets)
             else:
-                path = _OWN_PATHS[spec.needs]
+                path = OWN_PATHS[spec.needs]
                 maps, class_ids = self._own_maps(images, activations, layout, logits, targets)
         return self._package(maps, class_ids, logits, path, images)
 
