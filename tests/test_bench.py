@@ -93,6 +93,22 @@ def test_bench_turn_average_rows_for_both_strides(tmp_path, capsys):
     assert capsys.readouterr().out.count("| 16 |") == 2
 
 
+def test_bench_two_object_places_every_maximum(tmp_path, capsys):
+    import bench_two_object
+
+    out = tmp_path / "two.json"
+    assert bench_two_object.main(["--weights", "none", "--n-pairs", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["output_stride"], r["align"]) for r in rows] == [
+        (32, "rf"), (32, "grid"), (16, "rf"), (16, "grid")
+    ]  # fmt: skip
+    for row in rows:
+        assert abs(row["own"] + row["other"] + row["neither"] - 1) < 1e-9
+        assert row["own"] <= row["a_cell_could"] <= 1
+        assert sum(band["maps"] for band in row["bands"].values()) == 6  # 3 pairs, 2 classes
+    assert capsys.readouterr().out.count("| 32 |") == 2
+
+
 def test_sweep_models_reports_each_model_and_refusals(tmp_path, capsys):
     import sweep_models
 

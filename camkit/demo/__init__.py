@@ -15,7 +15,9 @@ from camkit.demo.measures import (
     demo_inputs,
     evaluate_localisation,
     evaluate_segmentation,
+    maximum_places,
     own_maximum,
+    place_of,
 )
 from camkit.demo.models import DemoModels, demo_models, demo_root, demo_variants
 from camkit.demo.run import run_demo
@@ -30,6 +32,8 @@ __all__ = [
     "demo_variants",
     "evaluate_localisation",
     "evaluate_segmentation",
+    "maximum_places",
     "own_maximum",
+    "place_of",
     "run_demo",
 ]

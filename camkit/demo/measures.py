@@ -20,7 +20,9 @@ __all__ = [
     "demo_inputs",
     "evaluate_localisation",
     "evaluate_segmentation",
+    "maximum_places",
     "own_maximum",
+    "place_of",
 ]
 
 
@@ -77,21 +79,34 @@ def centroid_offset(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float] |
     return float(heat_yx[0] - mask_yx[0]), float(heat_yx[1] - mask_yx[1])
 
 
+def place_of(sample, label: int, y: int, x: int, tolerance: float) -> str:
+    """Where pixel ``(y, x)`` lies for class ``label`` of a two-object image: ``"own"`` (within
+    ``tolerance`` px of its own object and nearer to it than to the other), ``"other"``
+    (nearer the other object) or ``"neither"`` (farther than ``tolerance`` from its own)."""
+    import cv2
+
+    mine = sample.mask == label + 1
+    other = (sample.mask > 0) & ~mine
+    to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+    to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+    if to_mine <= tolerance and to_mine < to_other:
+        return "own"
+    return "other" if to_other < to_mine else "neither"
+
+
+def maximum_places(sample, result, tolerance: float) -> list[str]:
+    """For each class of a two-object image, where its map's maximum lies (:func:`place_of`)."""
+    places = []
+    for j, label in enumerate(sample.labels):
+        y, x = np.unravel_index(int(result.maps[j].argmax()), result.maps[j].shape)
+        places.append(place_of(sample, label, int(y), int(x), tolerance))
+    return places
+
+
 def own_maximum(sample, result, tolerance: float) -> list[bool]:
     """For each class of a two-object image: its map's maximum lies on its own object (within
     ``tolerance`` px, and nearer to it than to the other object)."""
-    import cv2
-
-    own = []
-    for j, label in enumerate(sample.labels):
-        mine = sample.mask == label + 1
-        other = (sample.mask > 0) & ~mine
-        heat = result.maps[j]
-        y, x = np.unravel_index(int(heat.argmax()), heat.shape)
-        to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-        to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-        own.append(bool(to_mine <= tolerance and to_mine < to_other))
-    return own
+    return [place == "own" for place in maximum_places(sample, result, tolerance)]
 
 
 def evaluate_localisation(
