@@ -62,7 +62,8 @@ def gallery_html(records: list[dict], settings: dict, notice: str | None = None)
             f'<option value="{html.escape(v)}">{html.escape(label)}</option>'
             for v, label in choices
         ),
-        # inside <script type="application/json">: only "</" could end the element early
-        "DATA": json.dumps(items, ensure_ascii=False).replace("</", "<\\/"),
+        # inside <script type="application/json">: "</" would end the element early and "<!--"
+        # would change how the parser reads the rest, so no "<" is left (a JSON escape)
+        "DATA": json.dumps(items, ensure_ascii=False).replace("<", "\\u003c"),
     }
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template())

@@ -133,19 +133,38 @@ def read_settings(out: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _changed(previous: dict, settings: dict) -> list[tuple[str, object, object]]:
+    """The identity settings that differ, and the outputs asked for (formats, masks: a resumed
+    run would not make the new ones for the images already done)."""
+    changed = []
+    for key in IDENTITY_KEYS:
+        before = previous.get(key, _LATER_DEFAULTS.get(key))
+        if before != settings.get(key):
+            changed.append((key, before, settings.get(key)))
+    for key, same in (("formats", lambda a, b: set(a) == set(b)), ("masks", lambda a, b: a == b)):
+        if key in previous and key in settings and not same(previous[key], settings[key]):
+            changed.append((key, previous[key], settings[key]))
+    return changed
+
+
+def _has_records(out: Path) -> bool:
+    """Whether OUT's manifests hold anything (a run that failed before its first image leaves
+    an empty one)."""
+    return any(path.stat().st_size > 0 for path in manifest_files(out))
+
+
 def check_settings(out: Path, settings: dict, overwrite: bool, tag: str) -> None:
-    """Refuse ``settings`` where OUT holds records made with other identity settings (unless
-    ``overwrite``), then write them to ``export.json``."""
+    """Refuse ``settings`` where OUT holds records made with other identity settings or other
+    outputs (unless ``overwrite``), then write them to ``export.json``."""
     path = out / SETTINGS_FILE
     if path.exists():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = {}
-        previous = {k: previous.get(k, _LATER_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
-        changed = [k for k in IDENTITY_KEYS if previous[k] != settings.get(k)]
-        if changed and not overwrite and manifest_files(out):
-            details = "; ".join(f"{k}: {previous[k]!r} → {settings.get(k)!r}" for k in changed)
+        changed = _changed(previous, settings)
+        if changed and not overwrite and _has_records(out):
+            details = "; ".join(f"{k}: {old!r} → {new!r}" for k, old, new in changed)
             raise ExportError(
                 f"{out} holds an export made with other settings ({details}); pass --overwrite "
                 "to redo every image with the new ones, or choose another --out"

@@ -96,6 +96,21 @@ def test_rerun_resumes_and_refuses_changed_settings(capsys, tmp_path, folder, ch
     assert code == 1 and "autocast: None → 'bf16'" in err
     code, _, err = run(capsys, *common, "--method", "layercam", "--align", "grid")
     assert code == 1 and "align: 'rf' → 'grid'" in err
+    # other outputs asked for: a resumed run would not make them for the images done
+    code, _, err = run(capsys, *common, "--method", "layercam", "--formats", "overlay,raw,panel")
+    assert code == 1 and "formats: " in err and "--overwrite" in err
+    assert not (out / "panels").exists()
+
+
+def test_an_export_that_failed_before_its_first_image_does_not_block_the_next(
+    capsys, tmp_path, folder, checkpoint
+):
+    out = tmp_path / "out"
+    common = ["export", folder / "images", "--out", out, "--weights", checkpoint, "--workers", "0"]
+    code, _, err = run(capsys, *common, "--size", "8")
+    assert code != 0 and "at least" in err
+    code, stdout, err = run(capsys, *common)
+    assert code == 3 and "other settings" not in err and "15 exported" in stdout
 
 
 def test_an_export_from_before_align_is_not_resumed_aligned(capsys, tmp_path, folder, checkpoint):

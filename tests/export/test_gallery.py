@@ -107,13 +107,16 @@ def _page_items(page: str) -> list[dict]:
 def test_gallery_fills_the_template_once_and_shows_a_notice():
     records = [
         {"key": "a __SETTINGS__ </script><b>.png", "status": "error", "error": "__DATA__"},
+        {"key": "<!--<script>.png", "status": "error", "error": "x"},
     ]
     settings = {"method": "gradcam", "layer": "layer4.2"}
     page = gallery_html(records, settings)
     assert "__" + "TITLE__" not in page and 'id="incomplete"' not in page
     assert _page_items(page) == [
-        {"key": records[0]["key"], "status": "error", "error": "__DATA__"}
-    ]  # a key that looks like a placeholder or closes the script stays data
+        {"key": records[0]["key"], "status": "error", "error": "__DATA__"},
+        {"key": "<!--<script>.png", "status": "error", "error": "x"},
+    ]  # a key that looks like a placeholder, closes the script or opens a comment stays data
+    assert "<!--<script>" not in page  # it would put the parser in the script's escaped state
     page = gallery_html(records, settings, notice="Incomplete: shard 1/2 <missing>")
     assert '<p id="incomplete">Incomplete: shard 1/2 &lt;missing&gt;</p>' in page
 
