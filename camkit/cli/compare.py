@@ -56,7 +56,10 @@ def add_parser(subparsers) -> None:
     options.add_speed_options(parser, only=("output_stride", "align"))
     options.add_output_options(parser, "camkit-compare")
     parser.add_argument(
-        "--panels", type=int, default=None, help="panels to write in folder mode (default 16)"
+        "--panels",
+        type=options.count,
+        default=None,
+        help="panels to write in folder mode (default 16)",
     )
     own = parser.add_argument_group("the segmenter's own maps")
     own.add_argument(

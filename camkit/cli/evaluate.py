@@ -4,6 +4,7 @@ faithfulness, time)."""
 from __future__ import annotations
 
 import json
+import sys
 
 from camkit.cli import options
 from camkit.cli.common import CLIError, data_folder, load_model
@@ -85,6 +86,13 @@ def run(args) -> int:
         road=args.road,
     )
     write_csv(args.out / "methods.csv", rows)
+    masked, images = rows[0]["masked_images"], rows[0]["images"]
+    if 0 < masked < images:
+        print(
+            f"note: {images - masked} of {images} images have no mask in masks/; pointing game "
+            f"and energy in mask are over the {masked} that do",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

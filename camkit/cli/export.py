@@ -40,7 +40,10 @@ def add_parser(subparsers) -> None:
     options.add_size_option(parser)
     parser.add_argument("--batch-size", type=options.positive, default=16)
     parser.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: min(4, CPUs))"
+        "--workers",
+        type=options.count,
+        default=None,
+        help="decoding processes (default: min(4, CPUs))",
     )
     parser.add_argument(
         "--formats",

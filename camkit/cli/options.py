@@ -17,6 +17,7 @@ A flag means the same in every command that has it:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 __all__ = [
@@ -42,32 +43,59 @@ __all__ = [
 # argument types
 
 
+MAX_SIDE = 4096  # a ResNet-50 at 4096² px needs gigabytes per image; far beyond, memory runs out
+
+
 def size(text: str) -> int | tuple[int, int]:
-    """A side (``224``), ``HxW`` (``300x500``), or ``0`` for the image's own size."""
+    """A side (``224``), ``HxW`` (``300x500``), or ``0`` for the image's own size; at most
+    ``MAX_SIDE`` px a side."""
     try:
         if "x" in text.lower():
             height, width = (int(part) for part in text.lower().split("x"))
             if height < 1 or width < 1:
                 raise ValueError
-            return height, width
-        value = int(text)
-        if value < 0:
-            raise ValueError
-        return value
+            sides: tuple[int, ...] = (height, width)
+            value: int | tuple[int, int] = (height, width)
+        else:
+            value = int(text)
+            if value < 0:
+                raise ValueError
+            sides = (value,)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use a side (224), HxW (300x500) or 0 for the image's own size"
         ) from None
+    if max(sides) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r} is over {MAX_SIDE} px a side, more than a network input needs (and "
+            "more memory than most machines have); use the model's size (224) or 0"
+        )
+    return value
+
+
+def _number(text: str, kind: type, accept, expected: str):
+    """``text`` as ``kind`` where ``accept(value)``, else one argparse error naming ``expected``."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number ≥ 0 (``--workers 0``: no worker processes)."""
+    return _number(text, int, lambda v: v >= 0, "a whole number ≥ 0")
+
+
+def distance(text: str) -> float:
+    """A finite number of pixels ≥ 0."""
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a distance in px ≥ 0")
 
 
 def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def alpha(text: str) -> float:
@@ -342,7 +370,7 @@ def add_mask_options(
     if tolerance:
         group.add_argument(
             "--tolerance",
-            type=float,
+            type=distance,
             default=15.0,
             help="pointing-game tolerance in px (default 15)",
         )

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
         help="default: the recipe's, 32 from scratch, 16 fine-tuning",
     )
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=options.count, default=1)
     parser.add_argument(
         "--pretrained",
         choices=("auto", "imagenet", "none"),

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--limit", type=options.positive, default=None, help="train on this many images only"
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=options.count, default=1)
     flag = argparse.BooleanOptionalAction
     parser.add_argument(
         "--bf16",

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--batch-size", type=options.positive, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=options.count, default=1)
     parser.set_defaults(handler=run)
 
 

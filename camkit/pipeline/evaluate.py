@@ -109,6 +109,7 @@ def evaluate_methods(
                 "ms_per_image": 1000 * sum(r.seconds for r in results) / len(results),
                 "pointing_game": _mean([m["pointing_game"] for m in measured]),
                 "energy_in_mask": _mean([m["energy_in_mask"] for m in measured]),
+                "masked_images": len(measured),  # localisation is over these only
                 "deletion_auc": float(faithful["deletion"].mean()),
                 "insertion_auc": float(faithful["insertion"].mean()),
                 **drop,

@@ -138,6 +138,13 @@ def resolve_config(
         raise ValueError(f"recipe must be 'auto' or one of {sorted(RECIPES)}, got {name!r}")
     if config.loss not in (None, *LOSSES):
         raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
+    if config.label_smoothing is not None and not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(
+            f"label smoothing must be in [0, 1), got {config.label_smoothing!r}; the recipe "
+            "uses 0.1 (--label-smoothing 0.1), 0 turns it off"
+        )
+    if not config.lr > 0:
+        raise ValueError(f"the learning rate must be positive, got {config.lr!r} (--lr 2e-3)")
     recipe = RECIPES[name]
     defaults = {
         "size": recipe.size,

@@ -63,7 +63,14 @@ def already_finished(state: dict, out: Path) -> dict | None:
 
 def starting_state(out: Path, resume: bool) -> tuple[dict | None, dict | None]:
     """Where a run starts: ``(resume state or None, a finished run's last metrics or None)``.
-    A new run (no ``resume``, or nothing to resume) removes an older run's resume file."""
+    A new run (no ``resume``, or nothing to resume) removes an older run's resume file. An
+    ``out`` that cannot become a checkpoint file is refused before anything trains."""
+    if out.is_dir():
+        raise ValueError(
+            f"--out {out} is a folder; name the checkpoint file, e.g. --out {out / 'model.ckpt'}"
+        )
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"--out {out}: {out.parent} is a file, not a folder; choose another --out")
     state = load_resume(out) if resume else None
     if state is not None and (finished := already_finished(state, out)) is not None:
         return state, finished

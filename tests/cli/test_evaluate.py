@@ -58,3 +58,18 @@ def test_road_columns_and_align_reach_the_rows(capsys, tmp_path, data, checkpoin
     code, text, err = run(capsys, "evaluate", data, *common, "--steps", 2, "--road",
                           "--out", tmp_path / "t")  # fmt: skip
     assert code == 0 and "ROAD" in text and "gradcam-elementwise" in text, err
+
+
+def test_images_without_a_mask_are_counted_and_named(capsys, tmp_path, data, checkpoint):
+    import json
+    import shutil
+
+    folder = tmp_path / "d"
+    shutil.copytree(data, folder)
+    sorted((folder / "masks").rglob("*.png"))[0].unlink()
+    common = ["--weights", checkpoint, "--methods", "gradcam", "--n", 4, "--steps", 2]
+    code, out, err = run(capsys, "evaluate", folder, *common, "--json", "--out", tmp_path / "o")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["images"] == 4 and row["masked_images"] == 3
+    assert "note: 1 of 4 images have no mask in masks/" in err and "over the 3" in err

@@ -34,6 +34,10 @@ def test_size_has_one_parser_and_one_default(argv):
     assert parse(*argv, "--size", "300x500").size == (300, 500)
     with pytest.raises(SystemExit):
         parse(*argv, "--size", "big")
+    assert parse(*argv, "--size", "4096").size == 4096
+    for huge in ("100000", "224x5000"):  # one clear line, not an allocation failure later
+        with pytest.raises(SystemExit):
+            parse(*argv, "--size", huge)
 
 
 @pytest.mark.parametrize("argv", (["explain", "x.png"], ["export", "d"]), ids=lambda a: a[0])
@@ -131,3 +135,27 @@ def test_export_takes_the_options_of_explain():
 def test_speed_options_are_declared_once():
     with pytest.raises(ValueError, match="unknown speed options"):
         options_module.add_speed_options(build_parser(), only=("turbo",))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    (
+        ["explain", "x.png", "--tolerance", "-5"],
+        ["explain", "x.png", "--tolerance", "nan"],
+        ["compare", "x.png", "--mask", "m.png", "--tolerance", "inf"],
+        ["compare", "x.png", "--mask", "m.png", "--panels", "-1"],
+        ["export", "d", "--workers", "-1"],
+        ["train", "d", "--workers", "-2"],
+    ),
+    ids=lambda a: " ".join(a[-2:]),
+)
+def test_negative_counts_and_distances_are_refused_at_parse_time(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse(*argv)
+    assert "expected a" in capsys.readouterr().err
+
+
+def test_zero_counts_and_distances_are_accepted():
+    assert parse("export", "d", "--workers", "0").workers == 0
+    assert parse("explain", "x.png", "--tolerance", "0").tolerance == 0.0
+    assert parse("compare", "x.png", "--mask", "m.png", "--panels", "0").panels == 0

@@ -83,3 +83,23 @@ def test_a_run_that_learned_nothing_says_so_and_explain_repeats_it(
     assert code == 0, err
     notes = [line for line in err.splitlines() if "learned next to nothing" in line]
     assert len(notes) == 1 and notes[0].startswith(f"note: --weights {out}: training learned")
+
+
+def test_bad_out_and_values_are_refused_before_anything_trains(tmp_path, capsys):
+    train = write_dataset(tmp_path / "train", 4, 32, seed=0)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    common = ["train", train, "--epochs", "1", "--batch-size", "4", *TINY]
+    code, _, err = run(capsys, *common, "--out", folder)
+    assert code != 0 and "is a folder" in err and "model.ckpt" in err
+    assert os.listdir(folder) == [] and not list(tmp_path.glob(".*.tmp"))
+    code, _, err = run(capsys, *common, "--out", train / "meta.json" / "m.ckpt")
+    assert code != 0 and "is a file, not a folder" in err
+    for value in ("1.5", "-1"):
+        code, _, err = run(
+            capsys, *common, "--out", tmp_path / "m.ckpt", "--label-smoothing", value
+        )
+        assert code != 0 and "label smoothing must be in [0, 1)" in err
+    code, _, err = run(capsys, *common, "--out", tmp_path / "m.ckpt", "--lr", "0")
+    assert code != 0 and "learning rate must be positive" in err
+    assert not (tmp_path / "m.ckpt").exists()
