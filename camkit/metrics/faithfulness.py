@@ -81,6 +81,11 @@ def deletion_insertion(
         raise ValueError(f"baseline must be 'blur' or 'zero', got {baseline!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if steps > images.shape[-2] * images.shape[-1]:
+        raise ValueError(
+            f"steps ({steps}) is more than the {images.shape[-2]}×{images.shape[-1]} input's "
+            "pixels; each step must delete at least one (the default is 32)"
+        )
     was_training = model.training
     model.eval()
     try:
@@ -93,15 +98,20 @@ def deletion_insertion(
             order = torch.argsort(-saliency[index].flatten(), stable=True)
             rank = torch.empty_like(order)
             rank[order] = torch.arange(pixels, device=order.device)
-            # keep[s, p] is True when pixel p is among the first counts[s] in saliency order
-            first = rank.unsqueeze(0) < torch.as_tensor(counts, device=rank.device).unsqueeze(1)
-            first = first.view(steps + 1, 1, height, width).to(images.dtype)
             image, reference = images[index : index + 1], base[index : index + 1]
-            deleted = image * (1 - first) + reference * first
-            inserted = reference * (1 - first) + image * first
             class_id = int(class_ids[index])
-            curves["deletion"].append(_probabilities(model, deleted, class_id, batch_size))
-            curves["insertion"].append(_probabilities(model, inserted, class_id, batch_size))
+            deletion, insertion = [], []
+            for start in range(0, steps + 1, batch_size):  # memory: one batch of steps at a time
+                chunk = torch.as_tensor(counts[start : start + batch_size], device=rank.device)
+                # first[s, p] is True when pixel p is among the first counts[s] in saliency order
+                first = rank.unsqueeze(0) < chunk.unsqueeze(1)
+                first = first.view(len(chunk), 1, height, width).to(images.dtype)
+                deleted = image * (1 - first) + reference * first
+                inserted = reference * (1 - first) + image * first
+                deletion.append(_probabilities(model, deleted, class_id, batch_size))
+                insertion.append(_probabilities(model, inserted, class_id, batch_size))
+            curves["deletion"].append(torch.cat(deletion))
+            curves["insertion"].append(torch.cat(insertion))
     finally:
         model.train(was_training)
     out = {}

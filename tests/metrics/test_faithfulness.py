@@ -30,6 +30,14 @@ def test_deletion_and_insertion_by_hand():
     torch.testing.assert_close(out["insertion_curve"][0], torch.tensor(insertion))
     expected = sum((a + b) / 2 * 0.25 for a, b in itertools.pairwise(deletion))
     assert float(out["deletion"][0]) == pytest.approx(expected, rel=1e-6)
+    for batch_size in (1, 2):  # the steps run a batch at a time: the same curves
+        chunked = deletion_insertion(
+            SumModel(), image, saliency, [0], steps=4, baseline="zero", batch_size=batch_size
+        )
+        torch.testing.assert_close(chunked["deletion_curve"], out["deletion_curve"])
+        torch.testing.assert_close(chunked["insertion_curve"], out["insertion_curve"])
+    with pytest.raises(ValueError, match=r"more than the 2×2 input's pixels"):
+        deletion_insertion(SumModel(), image, saliency, [0], steps=5)
     reverse = deletion_insertion(SumModel(), image, -saliency, [0], steps=4, baseline="zero")
     assert (
         reverse["deletion"][0] > out["deletion"][0]
