@@ -94,6 +94,16 @@ def distance(text: str) -> float:
     return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a distance in px ≥ 0")
 
 
+def layer_name(text: str) -> str:
+    """A dotted layer name, or several joined by commas; no empty name among them."""
+    if not text.strip() or any(not part.strip() for part in text.split(",")):
+        raise argparse.ArgumentTypeError(
+            f"invalid layer {text!r}: an empty name; give a dotted name such as layer4.2 (or "
+            "several joined by commas) — `camkit layers` lists them"
+        )
+    return text
+
+
 def positive(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a positive integer")
 
@@ -167,6 +177,7 @@ def add_layer_options(
     fused = "; several, comma-separated (layer4.2,layer3.5), are fused" if several else ""
     group.add_argument(
         "--layer",
+        type=layer_name,
         default=None,
         help=f"dotted layer name (default: the last stage, layer4.2 for ResNet-50{fused}; "
         "see `camkit layers`)",

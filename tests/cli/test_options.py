@@ -159,3 +159,11 @@ def test_zero_counts_and_distances_are_accepted():
     assert parse("export", "d", "--workers", "0").workers == 0
     assert parse("explain", "x.png", "--tolerance", "0").tolerance == 0.0
     assert parse("compare", "x.png", "--mask", "m.png", "--panels", "0").panels == 0
+
+
+@pytest.mark.parametrize("layer", ("", " ", "layer4.2,", ",layer3"))
+def test_an_empty_layer_name_is_refused_not_read_as_the_default(layer, capsys):
+    with pytest.raises(SystemExit):
+        parse("explain", "x.png", "--layer", layer)
+    assert "an empty name" in capsys.readouterr().err
+    assert parse("explain", "x.png", "--layer", "layer3,layer4").layer == "layer3,layer4"
