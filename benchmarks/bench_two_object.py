@@ -30,7 +30,7 @@ from bench_alignment import demo_classifier
 from bench_explain import write_result
 
 from camkit.data.shapes import generate
-from camkit.demo import demo_inputs, maximum_places, place_of
+from camkit.demo import demo_inputs, maximum_places, object_distances, place_of
 from camkit.pipeline.run import explain_images
 from camkit.pipeline.settings import Settings
 
@@ -64,10 +64,11 @@ def placements(model, info, pairs, config, stride: int, align: str) -> dict:
     for sample, result in zip(pairs, explain_images(model, info, inputs, settings)):
         found = maximum_places(sample, result, config.tolerance)
         cells = cell_places(sample, result)
-        reachable += [
-            any(place_of(sample, label, y, x, config.tolerance) == "own" for y, x in cells)
-            for label in sample.labels
-        ]
+        for label in sample.labels:
+            to_objects = object_distances(sample, label)
+            reachable.append(
+                any(place_of(to_objects, y, x, config.tolerance) == "own" for y, x in cells)
+            )
         places += found
         distances += [separation(sample)] * len(found)
     places, distances = np.array(places), np.array(distances)

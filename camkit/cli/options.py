@@ -54,18 +54,16 @@ def size(text: str) -> int | tuple[int, int]:
             height, width = (int(part) for part in text.lower().split("x"))
             if height < 1 or width < 1:
                 raise ValueError
-            sides: tuple[int, ...] = (height, width)
             value: int | tuple[int, int] = (height, width)
         else:
             value = int(text)
             if value < 0:
                 raise ValueError
-            sides = (value,)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use a side (224), HxW (300x500) or 0 for the image's own size"
         ) from None
-    if max(sides) > MAX_SIDE:
+    if max(value if isinstance(value, tuple) else (value,)) > MAX_SIDE:
         raise argparse.ArgumentTypeError(
             f"size {text!r} is over {MAX_SIDE} px a side, more than a network input needs (and "
             "more memory than most machines have); use the model's size (224) or 0"

@@ -16,6 +16,7 @@ from camkit.demo.measures import (
     evaluate_localisation,
     evaluate_segmentation,
     maximum_places,
+    object_distances,
     own_maximum,
     place_of,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "evaluate_localisation",
     "evaluate_segmentation",
     "maximum_places",
+    "object_distances",
     "own_maximum",
     "place_of",
     "run_demo",

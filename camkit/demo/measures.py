@@ -21,6 +21,7 @@ __all__ = [
     "evaluate_localisation",
     "evaluate_segmentation",
     "maximum_places",
+    "object_distances",
     "own_maximum",
     "place_of",
 ]
@@ -79,16 +80,24 @@ def centroid_offset(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float] |
     return float(heat_yx[0] - mask_yx[0]), float(heat_yx[1] - mask_yx[1])
 
 
-def place_of(sample, label: int, y: int, x: int, tolerance: float) -> str:
-    """Where pixel ``(y, x)`` lies for class ``label`` of a two-object image: ``"own"`` (within
-    ``tolerance`` px of its own object and nearer to it than to the other), ``"other"``
-    (nearer the other object) or ``"neither"`` (farther than ``tolerance`` from its own)."""
+def object_distances(sample, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's distance (px) to class ``label``'s object and to the other object of a
+    two-object image: computed once, read at every pixel :func:`place_of` is asked about."""
     import cv2
 
     mine = sample.mask == label + 1
     other = (sample.mask > 0) & ~mine
-    to_mine = cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
-    to_other = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)[y, x]
+    return (
+        cv2.distanceTransform((~mine).astype(np.uint8), cv2.DIST_L2, 5),
+        cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5),
+    )
+
+
+def place_of(distances: tuple[np.ndarray, np.ndarray], y: int, x: int, tolerance: float) -> str:
+    """Where pixel ``(y, x)`` lies for a class with :func:`object_distances` ``distances``:
+    ``"own"`` (within ``tolerance`` px of its own object and nearer to it than to the other),
+    ``"other"`` (nearer the other object) or ``"neither"`` (farther than ``tolerance``)."""
+    to_mine, to_other = distances[0][y, x], distances[1][y, x]
     if to_mine <= tolerance and to_mine < to_other:
         return "own"
     return "other" if to_other < to_mine else "neither"
@@ -99,7 +108,7 @@ def maximum_places(sample, result, tolerance: float) -> list[str]:
     places = []
     for j, label in enumerate(sample.labels):
         y, x = np.unravel_index(int(result.maps[j].argmax()), result.maps[j].shape)
-        places.append(place_of(sample, label, int(y), int(x), tolerance))
+        places.append(place_of(object_distances(sample, label), int(y), int(x), tolerance))
     return places
 
 
