@@ -8,6 +8,7 @@ from pathlib import Path
 __all__ = [
     "CLIError",
     "check_class_ids",
+    "check_model",
     "data_folder",
     "device",
     "load_model",
@@ -17,6 +18,10 @@ __all__ = [
     "targets",
     "unique_stems",
 ]
+
+
+DEFAULT_MODEL = "resnet50"
+BUILT_IN_WEIGHTS = ("imagenet", "default", "none", "random")
 
 
 class CLIError(Exception):
@@ -47,7 +52,9 @@ def load_model(args, weights: str | None = None):
     from camkit.models.resnet import load_classifier
 
     weights = args.weights if weights is None else weights
-    model, info = load_classifier(weights, arch=args.model)
+    model, info = load_classifier(weights, arch=args.model or DEFAULT_MODEL)
+    check_model(args.model, weights, info)
+    args.model = info.arch  # what was loaded, for records (a checkpoint names its own)
     if info.random:
         note(
             f"weights are random (--weights {weights}): the heatmaps show camkit "
@@ -56,6 +63,15 @@ def load_model(args, weights: str | None = None):
     for warning in info.warnings:  # what its training warned about, e.g. it learned nothing
         note(f"--weights {weights}: {warning}")
     return model.to(device(args.device)), info
+
+
+def check_model(given: str | None, weights, info) -> None:
+    """A ``--model`` given with a checkpoint of another architecture is an error, not ignored."""
+    if given is not None and info.arch != given and str(weights).lower() not in BUILT_IN_WEIGHTS:
+        raise CLIError(
+            f"--model {given} does not match --weights {weights}, which holds a {info.arch}; "
+            "drop --model (a camkit checkpoint names its own architecture)"
+        )
 
 
 def load_segmenter(path: Path, model):

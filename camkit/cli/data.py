@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from camkit.cli import options
 
 __all__ = ["add_parser", "run"]
@@ -21,7 +19,7 @@ def add_parser(subparsers) -> None:
         description="Write synthetic shapes as a folder data set (images/<class>/*.png, "
         "masks/<class>/*.png).",
     )
-    shapes.add_argument("--out", type=Path, required=True)
+    shapes.add_argument("--out", type=options.folder, required=True)
     shapes.add_argument("--n", type=options.positive, default=2000)
     shapes.add_argument(
         "--size", type=options.positive, default=128, help="image side (default 128)"

@@ -18,7 +18,10 @@ def add_parser(subparsers) -> None:
         "and write a report.",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("camkit-demo"), help="demo folder (default: camkit-demo)"
+        "--out",
+        type=options.folder,
+        default=Path("camkit-demo"),
+        help="demo folder (default: camkit-demo)",
     )
     parser.add_argument(
         "--n-stream",

@@ -98,6 +98,7 @@ def run(args) -> int:
 
     from camkit.core.introspect import default_layer
     from camkit.data.inputs import as_inputs, output_names
+    from camkit.pipeline.records import record
     from camkit.pipeline.run import explain_images
     from camkit.pipeline.settings import settings_tag
     from camkit.progress import progress
@@ -119,9 +120,10 @@ def run(args) -> int:
     records, failures = [], 0
     results = explain_images(model, info, items, settings, masks, args.tolerance)
     for result in progress(results, total=len(items), desc="explain", unit="img"):
-        if not result.ok:
+        if not result.ok:  # kept in --json as a record with status "error"
             failures += 1
             print(f"camkit: error: {result.error}", file=sys.stderr)
+            records.append(record(result, info, settings))
             continue
         entry = _write(args, info, settings, result, names[result.key])
         records.append(entry)

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
         "--mask", type=Path, default=None, help="a region mask for every image (else its own)"
     )
     parser.add_argument("--align", choices=("rf", "grid"), default="rf")
-    parser.add_argument("--out", type=Path, default=Path("camkit-seg-explain"))
+    parser.add_argument("--out", type=options.folder, default=Path("camkit-seg-explain"))
     options.add_device_option(parser)
     parser.set_defaults(handler=run)
 

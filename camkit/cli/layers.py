@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from camkit.cli import options
-from camkit.cli.common import CLIError, device, note
+from camkit.cli.common import DEFAULT_MODEL, CLIError, check_model, device, note
 
 __all__ = ["add_parser", "run"]
 
@@ -43,22 +43,23 @@ def _load(args):
     Random weights need no other note here: layer names and shapes do not depend on them."""
     from camkit.models.resnet import WeightsUnavailableError, load_classifier
 
-    weights = args.weights
+    weights, arch = args.weights, args.model or DEFAULT_MODEL
     pretrained = weights.lower() in ("imagenet", "default")
     random = (
-        f"listing a randomly initialised {args.model} (layer names and shapes do not depend on "
+        f"listing a randomly initialised {arch} (layer names and shapes do not depend on "
         "the weights)"
     )
-    if pretrained and not _imagenet_cached(args.model):
-        note(f"ImageNet weights for {args.model} are not cached; {random}")
+    if pretrained and not _imagenet_cached(arch):
+        note(f"ImageNet weights for {arch} are not cached; {random}")
         weights = "none"
     try:
-        model, info = load_classifier(weights, arch=args.model)
+        model, info = load_classifier(weights, arch=arch)
     except WeightsUnavailableError:  # timm's hub cache, which only its loader can look into
         if not pretrained:
             raise
-        note(f"pretrained weights for {args.model} are not cached; {random}")
-        model, info = load_classifier("none", arch=args.model)
+        note(f"pretrained weights for {arch} are not cached; {random}")
+        model, info = load_classifier("none", arch=arch)
+    check_model(args.model, weights, info)
     return model.to(device(args.device)), info
 
 

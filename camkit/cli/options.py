@@ -33,6 +33,7 @@ __all__ = [
     "add_speed_options",
     "add_target_options",
     "alpha",
+    "folder",
     "is_linear",
     "method_names",
     "positive",
@@ -90,6 +91,18 @@ def count(text: str) -> int:
 def distance(text: str) -> float:
     """A finite number of pixels ≥ 0."""
     return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a distance in px ≥ 0")
+
+
+def folder(text: str) -> Path:
+    """An output folder: missing (it is created) or a folder, and no file on the way to it."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "is a file" if part == path else f"is under {part}, which is a file"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} {where}; pass a folder (a missing one is created)"
+            )
+    return path
 
 
 def layer_name(text: str) -> str:
@@ -150,9 +163,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--model",
-        default="resnet50",
+        default=None,
         help="torchvision model name (vit_b_16, swin_t, convnext_tiny …) or timm:NAME with "
-        "camkit[timm] (default: resnet50)",
+        "camkit[timm] (default: resnet50; a camkit checkpoint names its own)",
     )
     add_device_option(group)
 
@@ -391,7 +404,7 @@ def add_output_options(
     """``--out`` (default ``out``), ``--json``; with ``overlay`` also ``--alpha``, ``--colormap``."""
     group = parser.add_argument_group("output")
     group.add_argument(
-        "--out", type=Path, default=Path(out), help=f"output folder (default: {out})"
+        "--out", type=folder, default=Path(out), help=f"output folder (default: {out})"
     )
     if json:
         group.add_argument("--json", action="store_true", help="print the results as JSON")

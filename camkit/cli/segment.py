@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
         required=True,
         help=options.MASK_SOURCES["segmenter"].replace(": predict the masks", ""),
     )
-    parser.add_argument("--out", type=Path, default=Path("camkit-masks"))
+    parser.add_argument("--out", type=options.folder, default=Path("camkit-masks"))
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument(
         "--probabilities", action="store_true", help="also write probability maps (.npz, float16)"

@@ -39,7 +39,9 @@ def add_parser(subparsers) -> None:
         metavar="DIR",
         help="the data folder (the same as a last DIR)",
     )
-    compare.add_argument("--out", type=Path, default=Path("camkit-variants"), help="output folder")
+    compare.add_argument(
+        "--out", type=options.folder, default=Path("camkit-variants"), help="output folder"
+    )
     compare.add_argument(
         "--n",
         type=options.positive,

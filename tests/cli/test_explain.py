@@ -141,6 +141,13 @@ def test_one_bad_image_does_not_lose_the_others(capsys, tmp_path, image_path, ch
     )
     assert code == 1 and "empty" in err and "1 of 2 images failed" in err
     assert (tmp_path / "o" / "in" / "scene.gradcam.png").exists()  # paths from the common folder
+    code, out, err = run(
+        capsys, "explain", tmp_path / "broken.png", image_path, "--weights", checkpoint,
+        "--json", "--out", tmp_path / "j",
+    )  # fmt: skip
+    failed, done = json.loads(out)  # --json keeps the failure, in input order
+    assert code == 1 and failed["status"] == "error" and "empty" in failed["error"]
+    assert failed["input"].endswith("broken.png") and done["status"] == "ok"
 
 
 def test_same_stem_never_overwrites(capsys, tmp_path, image_path, checkpoint):

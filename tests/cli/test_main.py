@@ -40,7 +40,34 @@ def test_usage_errors_exit_2(capsys):
 @pytest.mark.parametrize("argv", COMMANDS_WITH_A_CLASSIFIER, ids=lambda a: a[0])
 def test_weights_default_to_imagenet_everywhere(argv):
     args = build_parser().parse_args(argv)
-    assert args.weights == "imagenet" and args.model == "resnet50" and args.device is None
+    assert args.weights == "imagenet" and args.device is None
+    assert args.model is None  # resnet50, unless a checkpoint names its own
+
+
+def test_model_that_contradicts_the_checkpoint_is_an_error(
+    capsys, tmp_path, image_path, checkpoint
+):
+    common = ["explain", image_path, "--weights", checkpoint, "--out", tmp_path / "o"]
+    code, _, err = run(capsys, *common, "--model", "vgg16")
+    one_line_error(code, err, "--model vgg16 does not match", "holds a resnet50", "drop --model")
+    code, _, err = run(capsys, "layers", "--weights", checkpoint, "--model", "vgg16")
+    one_line_error(code, err, "--model vgg16 does not match")
+    code, _, err = run(capsys, *common, "--model", "resnet50")  # the same: fine
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("command", (["explain", "x.png"], ["evaluate", "d"], ["compare", "x.png",
+                         "--mask", "m.png"], ["export", "d"], ["segment", "x.png", "--segmenter",
+                         "s.ckpt"], ["data", "shapes"], ["demo"], ["explain-seg", "x.png",
+                         "--segmenter", "s.ckpt"]), ids=lambda a: a[0])  # fmt: skip
+def test_out_naming_a_file_is_refused_before_anything_runs(command, capsys, tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    for out, says in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "x", "is under")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert says in err and "pass a folder" in err, err
+    assert (tmp_path / "file").read_text() == "keep me"
 
 
 def test_segmenter_checkpoint_as_weights_says_so(capsys, image_path, segmenter_checkpoint):
