@@ -30,6 +30,7 @@ from torch import nn
 
 from camkit import methods
 from camkit.cam import eigen_smooth, weighted_map
+from camkit.core.checks import check_images, check_logits
 from camkit.core.derivatives import hessian_corrected, objective_slopes, twice_differentiable
 from camkit.core.geometry import IDENTITY, LayerGeometry, layer_geometry
 from camkit.core.heads import class_maps, find_linear_head, head_matches, probability_maps
@@ -220,37 +221,9 @@ class Explainer:
             return None
         return IDENTITY if path == "input-gradients" else self.geometry
 
-    def _device(self) -> torch.device:
-        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
-
-    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(
-                f"images must be a float tensor (N, 3, H, W), got {type(images).__name__}; "
-                "use camkit.data.images.preprocess"
-            )
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"images must be (N, 3, H, W) with N ≥ 1, got {tuple(images.shape)}")
-        if not images.dtype.is_floating_point:
-            raise TypeError(
-                f"images must be normalised float tensors, got dtype {images.dtype}; "
-                "use camkit.data.images.preprocess"
-            )
-        height, width = images.shape[-2:]
-        if height < self.stride or width < self.stride:
-            raise ValueError(
-                f"input is {width}×{height} px; {self.layer} has output stride {self.stride}, so "
-                f"it needs at least {self.stride}×{self.stride} — resize to 224 (--size 224)"
-            )
-        parameter = next(iter(self.model.parameters()), None)
-        dtype = parameter.dtype if parameter is not None else images.dtype
-        return images.detach().to(self._device(), dtype)
-
     def __call__(self, images: torch.Tensor, targets: Targets = None) -> Heatmaps:
         """Explain a batch of preprocessed images ``(N, 3, H, W)`` for the given targets."""
-        images = self._check_images(images)
+        images = check_images(images, self.model, self.layer, self.stride)
         with self._network():
             return self._explain(images, targets)
 
@@ -275,6 +248,7 @@ class Explainer:
                     f"{type(self.model).__name__} refused a {width}×{height} px input ({error}); "
                     f"it takes {side}×{side}: resize to it (--size {side})"
                 ) from None
+            check_logits(logits, self.model)
             layout = self.layout(output.shape, images.shape[-2:])
             activations = layout.to_map(output)  # (N, C, h, w)
             if closed and self._head_matches(activations, logits, strict):

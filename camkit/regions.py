@@ -22,7 +22,9 @@ from camkit.heatmaps import Heatmaps
 from camkit.methods import REGION_NEEDS
 from camkit.methods import get as get_method
 
-__all__ = ["RegionScores", "SegmenterExplainer", "own_regions"]
+__all__ = ["DEFAULT_LAYER", "RegionScores", "SegmenterExplainer", "own_regions"]
+
+DEFAULT_LAYER = "layer4"  # the encoder's last stage: the deepest map, as for a classifier
 
 
 class RegionScores(nn.Module):
@@ -88,7 +90,7 @@ class SegmenterExplainer:
     def __init__(
         self,
         segmenter: nn.Module,
-        layer: str = "layer4",
+        layer: str = DEFAULT_LAYER,
         method: str = "gradcam",
         threshold: float = 0.5,
         **options,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from camkit import methods
 from camkit.cli import options
-from camkit.cli.common import CLIError, device, unique_stems
+from camkit.cli.common import CLIError, device, note, unique_stems
 
 __all__ = ["add_parser", "run"]
 
@@ -45,24 +45,46 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--mask", type=Path, default=None, help="a region mask for every image (else its own)"
     )
+    parser.add_argument(
+        "--resize-mask",
+        action="store_true",
+        help="resize a --mask of another size than an image (else that is an error)",
+    )
     parser.add_argument("--align", choices=("rf", "grid"), default="rf")
     parser.add_argument("--out", type=options.folder, default=Path("camkit-seg-explain"))
     options.add_device_option(parser)
     parser.set_defaults(handler=run)
 
 
-def _region(path: Path, size: int):
-    """A mask file as a 0/1 ``(1, size, size)`` region at the segmenter's input size."""
+def _read_region(path: Path):
+    """``--mask``: the region file, read once (an empty one is an error)."""
+    from camkit.data.folders import read_mask
+
+    try:
+        mask = read_mask(path)
+    except (OSError, ValueError) as error:
+        raise CLIError(f"--mask: {error}") from None
+    if not mask.any():
+        raise CLIError(f"--mask {path} is empty (no pixel > 0); draw the region in white")
+    return mask
+
+
+def _region(mask, image, path: Path, args, size: int):
+    """The region for one image as 0/1 ``(1, size, size)`` at the segmenter's input: the mask
+    must be the image's size (or ``--resize-mask``), and must keep a pixel at ``size``."""
     import cv2
     import torch
 
-    from camkit.data.images import read_image
+    from camkit.pipeline.masks import check_mask
 
-    mask = read_image(path)[..., 0] > 0
-    if not mask.any():
-        raise CLIError(f"--mask {path} is empty (no pixel > 0); draw the region in white")
-    resized = cv2.resize(mask.astype("uint8"), (size, size), interpolation=cv2.INTER_NEAREST)
-    return torch.from_numpy(resized > 0).float()[None]
+    region = check_mask(mask, image, path, args.resize_mask, args.mask).astype("uint8")
+    resized = cv2.resize(region, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    if not resized.any():
+        raise ValueError(
+            f"--mask {args.mask}: the region vanishes at the segmenter's {size}×{size} px input "
+            "(smaller than one input pixel); draw a larger region"
+        )
+    return torch.from_numpy(resized).float()[None]
 
 
 def _panel(image, heat, region, title: str):
@@ -100,12 +122,13 @@ def run(args) -> int:
         explainer = SegmenterExplainer(model, args.layer, args.method, align=args.align)
     except ValueError as error:
         raise CLIError(str(error)) from None
-    region = _region(args.mask, size) if args.mask else None
+    mask = _read_region(args.mask) if args.mask else None
     mean, std = info.get("mean", IMAGENET_MEAN), info.get("std", IMAGENET_STD)
     paths, failures = [Path(p) for p in args.images], 0
     for path, stem in zip(paths, unique_stems(paths)):
         try:
             image = read_image(path)
+            region = None if mask is None else _region(mask, image, path, args, size)
         except (OSError, ValueError) as error:
             failures += 1
             print(f"camkit: error: {error}", file=sys.stderr)
@@ -122,6 +145,11 @@ def run(args) -> int:
             args.out / f"{stem}.seg-{args.method}.png", _panel(image, heat, own, title)
         )
         share = float(torch.as_tensor(own).float().mean())
+        if not heatmaps.extra["regions"][0, class_id].any():
+            note(
+                f"{path}: the segmenter predicts no pixel of class {class_id}, so its region "
+                "score is 0 and the map is empty; pass --mask REGION or another --class"
+            )
         print(f"{path}: class {class_id}, region {share:.1%} → {out}")
     if failures:
         print(f"camkit: {failures} of {len(paths)} images failed", file=sys.stderr)

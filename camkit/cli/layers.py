@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from camkit.cli import options
 from camkit.cli.common import DEFAULT_MODEL, CLIError, check_model, device, note
@@ -18,6 +19,12 @@ def add_parser(subparsers) -> None:
         "depend on the weights: without cached ImageNet weights, random ones are used.",
     )
     options.add_model_options(parser)
+    parser.add_argument(
+        "--segmenter",
+        type=Path,
+        default=None,
+        help="list this camkit train-seg checkpoint's layers (for explain-seg) instead",
+    )
     options.add_size_option(parser)
     parser.add_argument("--json", action="store_true", help="print the layers as JSON")
     parser.set_defaults(handler=run)
@@ -63,6 +70,21 @@ def _load(args):
     return model.to(device(args.device)), info
 
 
+def _segmenter(args):
+    """``--segmenter``: the ResUNet, its input size, and explain-seg's default layer."""
+    from camkit.models.segmenter import load_segmenter
+    from camkit.regions import DEFAULT_LAYER
+
+    if args.weights.lower() not in ("imagenet", "default") or args.model is not None:
+        raise CLIError("--segmenter lists a segmenter's layers; leave out --weights and --model")
+    model, info = load_segmenter(args.segmenter)
+    return (
+        model.to(device(args.device)),
+        args.size or int(info.get("input_size", 128)),
+        DEFAULT_LAYER,
+    )
+
+
 def _cells(geometry) -> str:
     """Where the layer's cells sit: ``cell i at 0 + 32·i px (derived)``."""
     axes = [f"{o:g} + {s:g}·i" for o, s in zip(geometry.offset, geometry.stride)]
@@ -79,12 +101,16 @@ def run(args) -> int:
             "layers has no image: --size 0 (each image's own size) does not apply; pass a side "
             "such as --size 224, or leave it out for the model's input size"
         )
-    model, info = _load(args)
-    rows = list_layers(model, args.size or info.input_size)
-    try:
-        default = default_layer(model)
-    except ValueError:
-        default = None
+    if args.segmenter is not None:
+        model, size, default = _segmenter(args)
+    else:
+        model, info = _load(args)
+        size = args.size or info.input_size
+        try:
+            default = default_layer(model)
+        except ValueError:
+            default = None
+    rows = list_layers(model, size)
     geometry = layer_geometry(model, default) if default else None
     if args.json:
         rows = [

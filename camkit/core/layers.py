@@ -37,7 +37,8 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
-            f"unknown layer {layer!r}{hint} Run `camkit layers` to list every layer name."
+            f"unknown layer {layer!r}{hint} Run `camkit layers` to list every layer name "
+            "(`camkit layers --segmenter CKPT` for a segmenter's)."
         )
     return name, module
 

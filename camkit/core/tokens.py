@@ -136,6 +136,6 @@ def token_layout(
         if found is not None:
             return TokenLayout("tokens", *found)
     raise ValueError(
-        f"layer {name!r} outputs shape {shape}, not a spatial map: no grid of cells of the "
-        f"{input_size[1]}×{input_size[0]} px input fits it; {fix}"
+        f"layer {name!r} outputs shape {shape}, not a spatial map: no grid of cells fits it "
+        f"(probed with a {input_size[1]}×{input_size[0]} px input); {fix}"
     )

@@ -358,6 +358,23 @@ def _as_hw(size: int | Sequence[int] | None, image: np.ndarray) -> tuple[int, in
     return int(height), int(width)
 
 
+def _normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``mean`` and ``std`` as float32 RGB triples: finite, and ``std`` > 0 (else the input,
+    and every map, would be NaN or infinite)."""
+    try:
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"mean and std must be numbers, got {mean!r} and {std!r}") from None
+    if mean.shape not in ((), (3,)) or std.shape not in ((), (3,)):
+        raise ValueError(f"mean and std need one value per RGB channel, got {mean!r} and {std!r}")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(
+            f"normalisation mean {np.round(mean, 4).tolist()} / std {np.round(std, 4).tolist()}: "
+            "each must be finite and std > 0; check the checkpoint's 'mean' and 'std'"
+        )
+    return mean, std
+
+
 def preprocess(
     images: np.ndarray | Sequence[np.ndarray],
     size: int | tuple[int, int] | None = 224,
@@ -375,6 +392,7 @@ def preprocess(
 
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
+    mean, std = _normalisation(mean, std)
     batch = []
     for image in images:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
@@ -382,6 +400,8 @@ def preprocess(
             raise ValueError(f"expected an RGB H×W×3 array, got {type(image).__name__} {shape}")
         if image.dtype != np.uint8:
             raise ValueError(f"expected uint8 pixels, got {image.dtype}; see read_image")
+        if 0 in image.shape[:2]:
+            raise ValueError(f"image is {image.shape[1]}×{image.shape[0]} px: it has no pixels")
         height, width = _as_hw(size, image)
         if height < 1 or width < 1:
             raise ValueError(f"size must be positive, got {size!r}")
@@ -396,5 +416,5 @@ def preprocess(
             f"images have different sizes {sorted(shapes)}; pass a size to resize them"
         )
     array = np.stack(batch).astype(np.float32) / 255.0  # (N, H, W, 3)
-    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    array = (array - mean) / std
     return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))

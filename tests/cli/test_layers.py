@@ -44,3 +44,16 @@ def test_random_weights_need_no_note(capsys):
 def test_size_zero_has_no_image_to_take_a_size_from(capsys):
     code, _, err = run(capsys, "layers", "--weights", "none", "--size", 0)
     one_line_error(code, err, "--size 0", "--size 224")
+
+
+def test_a_segmenters_layers_for_explain_seg(capsys, tmp_path, segmenter_checkpoint):
+    code, out, err = run(capsys, "layers", "--segmenter", segmenter_checkpoint, "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and rows["layer4"]["default"] and "dec0" in rows, err
+    assert rows["layer4"]["output_shape"] == [1, 2048, 2, 2]  # at its own 64 px input
+    # explain-seg's unknown-layer hint leads here
+    code, _, err = run(capsys, "explain-seg", tmp_path / "x.png", "--segmenter",
+                       segmenter_checkpoint, "--layer", "dec9", "--out", tmp_path / "o")  # fmt: skip
+    one_line_error(code, err, "unknown layer 'dec9'", "camkit layers --segmenter CKPT")
+    code, _, err = run(capsys, "layers", "--segmenter", segmenter_checkpoint, "--model", "vgg16")
+    one_line_error(code, err, "leave out --weights and --model")
