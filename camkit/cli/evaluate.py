@@ -50,7 +50,7 @@ def add_parser(subparsers) -> None:
 
 def _methods(text: str) -> list[str]:
     known = [m for m in options.method_names() if not options.is_linear(m)]
-    methods = [m.strip() for m in text.split(",") if m.strip()]
+    methods = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # once each
     unknown = [m for m in methods if m not in known]
     if unknown or not methods:
         raise CLIError(f"--methods: unknown {unknown}; choose from {', '.join(known)}")

@@ -191,16 +191,16 @@ def export(
     bar = report_progress(total=len(todo), desc="export", unit="img", enabled=config.progress)
     interrupted = False
     try:
-        for prepared in loader:
-            _explain_batch(
-                prepared, explainer, config.settings, masks, writer, names, config.tolerance
-            )
-            writer.raise_if_failed()
-            bar.update(len(prepared))
+        with bar:  # a run cut short (interrupted, or failed) writes no "done" line
+            for prepared in loader:
+                _explain_batch(
+                    prepared, explainer, config.settings, masks, writer, names, config.tolerance
+                )
+                writer.raise_if_failed()
+                bar.update(len(prepared))
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
         writer.close()
     counts.update(done=writer.done, failed=writer.failed, errors=list(writer.errors))
     if interrupted:

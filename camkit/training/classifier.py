@@ -200,6 +200,11 @@ def _source(data, config: TrainConfig, augment, class_names=None):
 
 def _loaders(data, val_data, config: TrainConfig, class_names=None):
     train_set = _source(data, config, _augmentation(config), class_names)
+    if len(train_set.class_names) < 2:  # right every time, and nothing learned
+        raise ValueError(
+            f"{data} has one class ({', '.join(train_set.class_names)}): a classifier needs at "
+            "least two; add a folder of images per class (images/<class>/*)"
+        )
     if val_data is not None:
         val_set = _source(val_data, config, None, train_set.class_names)
         train_view: torch.utils.data.Dataset = train_set

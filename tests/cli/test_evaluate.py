@@ -1,5 +1,6 @@
 """camkit evaluate: the data folder positional or as --data, and progress lines."""
 
+import json
 import logging
 
 import pytest
@@ -42,6 +43,14 @@ def test_data_folder_given_twice_or_not_at_all(capsys, tmp_path, data, checkpoin
 def test_methods_come_from_the_registry(capsys, data, checkpoint):
     code, _, err = run(capsys, "evaluate", data, "--weights", checkpoint, "--methods", "fcn")
     one_line_error(code, err, "unknown ['fcn']", "gradcam")
+
+
+def test_a_method_named_twice_is_evaluated_once(capsys, tmp_path, data, checkpoint):
+    code, out, err = run(capsys, "evaluate", data, "--weights", checkpoint, "--methods",
+                         "gradcam, gradcam,eigencam", "--n", 1, "--steps", 2, "--json",
+                         "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0, err
+    assert [row["method"] for row in json.loads(out)] == ["gradcam", "eigencam"]
 
 
 def test_road_columns_and_align_reach_the_rows(capsys, tmp_path, data, checkpoint):

@@ -344,3 +344,30 @@ def test_failures_come_back_with_their_reasons(monkeypatch, tmp_path, folder, ch
     config.retry_errors = True
     counts = export(model, info, inputs, tmp_path / "out", config)
     assert counts["failed"] == len(keys) and len(counts["errors"]) == 1
+
+
+def test_an_interrupted_export_logs_no_done_line(monkeypatch, caplog, tmp_path, checkpoint):
+    """Ctrl-C used to print "export: …, done in 3.1 s" just before "interrupted"."""
+    import logging
+
+    from camkit.export import runner
+    from camkit.models.resnet import load_classifier
+
+    model, info = load_classifier(str(checkpoint))
+    explain_batch, calls = runner._explain_batch, []
+
+    def interrupted_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return explain_batch(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_explain_batch", interrupted_on_the_third)
+    monkeypatch.setattr("camkit.progress.MIN_INTERVAL", 0.0)  # a line at every tenth
+    config = ExportConfig(Settings(size=64, batch_size=2), workers=0, progress=None)
+    with caplog.at_level(logging.INFO, logger="camkit.progress"), pytest.raises(KeyboardInterrupt):
+        export(model, info, collect_inputs(write_dataset(tmp_path / "d", 12, size=64, seed=3)
+                                           / "images"), tmp_path / "o", config)  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.name == "camkit.progress"]
+    assert lines and all("done in" not in line for line in lines), lines
+    assert len(records_in(tmp_path / "o" / "manifest.jsonl")) == 4  # the two finished batches

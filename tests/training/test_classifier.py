@@ -1,5 +1,6 @@
 import logging
 import math
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -148,6 +149,12 @@ def test_train_split_and_errors(tmp_path, tiny_data):
     config = TrainConfig(epochs=1, size=48, batch_size=64, workers=0, pretrained="none")
     with pytest.raises(ValueError, match="no training batches"):
         train_classifier(train, tmp_path / "x.ckpt", config, progress=False)
+    shutil.copytree(train / "images" / "star", tmp_path / "one" / "images" / "star")
+    with pytest.raises(
+        ValueError, match=r"has one class \(star\): a classifier needs at least two"
+    ):
+        train_classifier(tmp_path / "one", tmp_path / "x.ckpt", config, progress=False)
+    assert not (tmp_path / "x.ckpt").exists()
     slim = save_checkpoint(  # an unfinished run whose resume file was deleted
         tmp_path / "slim.ckpt",
         resnet50_variant(2048, 4).state_dict(),
