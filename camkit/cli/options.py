@@ -120,13 +120,8 @@ def positive(text: str) -> int:
 
 
 def alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {text!r}")
-    return value
+    """An overlay opacity in [0, 1]."""
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "an opacity in [0, 1]")
 
 
 def method_names() -> tuple[str, ...]:

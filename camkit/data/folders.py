@@ -75,6 +75,8 @@ def read_mask(path: str | os.PathLike, classes: int | None = None) -> np.ndarray
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"mask {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"mask {path} is a folder, not a mask file")
     data = np.fromfile(path, dtype=np.uint8)
     mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if mask is None:

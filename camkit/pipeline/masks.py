@@ -159,6 +159,10 @@ class MaskSource:
             )
         if self.folder is not None and not Path(self.folder).is_dir():
             raise FileNotFoundError(f"mask folder {self.folder} is not a folder; check --masks")
+        if self.file is not None and Path(self.file).is_dir():
+            raise FileNotFoundError(
+                f"mask {self.file} is a folder, not a mask file; a folder of masks is --masks"
+            )
         if self.file is not None and not Path(self.file).is_file():
             raise FileNotFoundError(f"mask {self.file} does not exist; check --mask")
 

@@ -64,3 +64,14 @@ def test_an_empty_predicted_region_is_said(capsys, tmp_path, segmenter_checkpoin
                          segmenter_checkpoint, "--out", tmp_path / "o")  # fmt: skip
     assert code == 0 and "region 0.0%" in out, err
     assert "predicts no pixel of class 0" in err and "the map is empty" in err, err
+
+
+def test_a_mask_folder_given_as_mask_is_named(capsys, tmp_path, segmenter_checkpoint):
+    write_image(tmp_path / "a.png", 64, 64)
+    (tmp_path / "masks").mkdir()
+    code, _, err = run(capsys, "explain-seg", tmp_path / "a.png", "--segmenter",
+                       segmenter_checkpoint, "--mask", tmp_path / "masks", "--out", tmp_path / "o")  # fmt: skip
+    one_line_error(code, err, "is a folder, not a mask file")
+    code, _, err = run(capsys, "explain", tmp_path / "a.png", "--weights", "none", "--mask",
+                       tmp_path / "masks", "--out", tmp_path / "o")  # fmt: skip
+    one_line_error(code, err, "is a folder, not a mask file; a folder of masks is --masks")
