@@ -54,7 +54,6 @@ def load_model(args, weights: str | None = None):
     weights = args.weights if weights is None else weights
     model, info = load_classifier(weights, arch=args.model or DEFAULT_MODEL)
     check_model(args.model, weights, info)
-    args.model = info.arch  # what was loaded, for records (a checkpoint names its own)
     if info.random:
         note(
             f"weights are random (--weights {weights}): the heatmaps show camkit "

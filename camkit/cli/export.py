@@ -115,7 +115,7 @@ def run(args) -> int:
         segmenter = load_segmenter(args.segmenter, model)
         segmenter[1]["path"] = ex.describe_model(str(args.segmenter), "resunet")
     config = _config(args, info, shard)
-    model_id = ex.describe_model(str(args.weights), args.model)
+    model_id = ex.describe_model(str(args.weights), info.arch)  # a checkpoint names its own
     try:
         counts = ex.export(model, info, inputs, args.out, config, segmenter, model_id)
     except KeyboardInterrupt:
