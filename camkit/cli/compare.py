@@ -210,7 +210,7 @@ def run(args) -> int:
     masks = _masks(args, items, model)
     names = output_names([item.key for item in items])
     limit = args.panels if args.panels is not None else (16 if args.input.is_dir() else 1)
-    entries, rows, panels, pairs = [], [], [], []
+    entries, rows, panels, pairs, unwritten = [], [], [], [], 0
     results = explain_images(model, info, items, settings, masks, args.tolerance)
     if own_maps is not None:  # the mask files are true masks; --segmenter's are predicted
         results = own_maps.follow(results, args.segmenter is None, settings.batch_size)
@@ -229,9 +229,15 @@ def run(args) -> int:
             title = f"{settings.method} {settings.layer}: {entry['targets'][0]['name']}"
             metrics = {k: result.metrics[k] for k in PANEL_METRICS}
             heatmap = result.maps[result.order[0]].numpy()
-            save_image(panel, comparison_panel(result.image, heatmap, result.mask, metrics, title))
-            entry["outputs"] = {"panel": str(panel.relative_to(args.out))}
-            panels.append(panel)
+            try:  # a panel that cannot be written loses neither the metrics nor the others
+                picture = comparison_panel(result.image, heatmap, result.mask, metrics, title)
+                save_image(panel, picture)
+            except (OSError, ValueError) as error:
+                unwritten += 1
+                print(f"camkit: error: {result.key}: panel not written: {error}", file=sys.stderr)
+            else:
+                entry["outputs"] = {"panel": str(panel.relative_to(args.out))}
+                panels.append(panel)
         entries.append(entry)
         rows.append({**flat_row(entry), **entry.get("segmenter_maps", {})})
     good = [row for row in rows if row["status"] == "ok"]
@@ -249,7 +255,7 @@ def run(args) -> int:
         write_csv(args.out / "summary.csv", summary)
     if args.json:
         print(json.dumps({"images": entries, "summary": summary}, indent=1))
-    elif len(items) == 1 and good:
+    elif len(items) == 1 and good and panels:
         _print_one(good[0], settings.layer, settings.method, panels[0])
     elif summary:
         _print_summary(summary, args.out)
@@ -258,4 +264,6 @@ def run(args) -> int:
     failures = len(rows) - len(good)
     if failures:
         print(f"camkit: {failures} of {len(rows)} images failed", file=sys.stderr)
-    return 1 if failures else 0
+    if unwritten:
+        print(f"camkit: {unwritten} panels could not be written", file=sys.stderr)
+    return 1 if failures or unwritten else 0

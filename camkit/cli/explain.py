@@ -125,7 +125,14 @@ def run(args) -> int:
             print(f"camkit: error: {result.error}", file=sys.stderr)
             records.append(record(result, info, settings))
             continue
-        entry = _write(args, info, settings, result, names[result.key])
+        try:  # an output that cannot be written fails this image, not the run
+            entry = _write(args, info, settings, result, names[result.key])
+        except (OSError, ValueError) as error:
+            failures += 1
+            print(f"camkit: error: {result.key}: not written: {error}", file=sys.stderr)
+            records.append({**record(result, info, settings), "status": "error",
+                            "error": f"not written: {error}"})  # fmt: skip
+            continue
         records.append(entry)
         if not args.json:
             _print_record(entry, args.out)

@@ -161,6 +161,31 @@ def titled(tile: np.ndarray, title: str, band: int = 22) -> np.ndarray:
     return out
 
 
+MAX_ASPECT = 4  # a panel tile is at most this many times as wide as it is tall
+
+
+def _fitter(shape: tuple[int, int], height: int):
+    """Resizes a tile of an image of ``shape`` to ``height`` px; an image more than
+    ``MAX_ASPECT`` times as wide as tall is fitted to that width and centred on white (a
+    2×10,000 px image would otherwise make a tile over a million pixels wide)."""
+    import cv2
+
+    scale = min(height / shape[0], MAX_ASPECT * height / shape[1])
+    size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+
+    def fit(tile: np.ndarray) -> np.ndarray:
+        fitted = cv2.resize(tile, size, interpolation=interpolation)
+        if size[1] == height:
+            return fitted
+        out = np.full((height, size[0], *tile.shape[2:]), 255, tile.dtype)
+        top = (height - size[1]) // 2
+        out[top : top + size[1]] = fitted
+        return out
+
+    return fit
+
+
 def panel(
     image: np.ndarray,
     heatmaps: Sequence[np.ndarray],
@@ -175,7 +200,6 @@ def panel(
 
     Heatmaps are ``H×W`` at the image's size; the panel is resized to ``height`` pixels.
     """
-    import cv2
 
     alpha = _check_alpha(alpha)
     if len(heatmaps) != len(titles):
@@ -186,14 +210,7 @@ def panel(
     finite = stacked[np.isfinite(stacked)]
     vmin = float(finite.min()) if finite.size else 0.0
     vmax = float(finite.max()) if finite.size else 1.0
-    scale = height / image.shape[0]
-    width = max(1, round(image.shape[1] * scale))
-
-    def fit(tile: np.ndarray) -> np.ndarray:
-        return cv2.resize(
-            tile, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        )
-
+    fit = _fitter(image.shape[:2], height)
     base = image if mask is None else draw_contours(image, mask)
     tiles = [titled(fit(base), image_title)]
     for heatmap, title in zip(heatmaps, titles):
@@ -253,14 +270,7 @@ def comparison_panel(
             f"image {image.shape[:2]}, heatmap {np.asarray(heatmap).shape} and mask {mask.shape} "
             "must have the same size"
         )
-    scale = height / image.shape[0]
-    width = max(1, round(image.shape[1] * scale))
-
-    def fit(tile: np.ndarray) -> np.ndarray:
-        return cv2.resize(
-            tile, (width, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        )
-
+    fit = _fitter(image.shape[:2], height)
     heat = overlay(image, heatmap, alpha, colormap=colormap)
     tinted = image.astype(np.float32)
     tinted[mask] = 0.5 * tinted[mask] + 0.5 * np.asarray(mask_color, np.float32)

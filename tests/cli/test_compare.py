@@ -80,3 +80,14 @@ def test_compare_a_vision_transformer(capsys, tmp_path, folder):
     images = json.loads(out)["images"]
     assert len(images) == 2 and "pointing_game" in json.dumps(images)
     assert all(image["layer"] == "encoder.layers.encoder_layer_11.ln_1" for image in images)
+
+
+def test_a_panel_that_cannot_be_written_keeps_the_metrics(capsys, tmp_path, folder, checkpoint):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "panels").write_text("a file where the panels folder goes")
+    code, out, err = run(capsys, "compare", folder / "images", "--masks", folder / "masks",
+                         "--weights", checkpoint, "--json", "--out", tmp_path / "o")  # fmt: skip
+    images = json.loads(out)["images"]
+    assert code == 1 and "panel not written" in err and "2 panels could not be written" in err
+    assert [image["status"] for image in images] == ["ok", "ok"]
+    assert (tmp_path / "o" / "metrics.csv").is_file() and (tmp_path / "o" / "summary.csv").is_file()

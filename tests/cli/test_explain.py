@@ -330,3 +330,21 @@ def test_a_model_of_one_input_size_names_it(capsys, tmp_path, image_path):
     argv = ["explain", image_path, "--model", "vit_b_16", "--weights", "none", "--size", 128]
     code, _, err = run(capsys, *argv, "--out", tmp_path / "o")
     one_line_error(code, err, "refused a 128×128 px input", "--size 224")
+
+
+def test_an_output_that_cannot_be_written_fails_that_image_only(capsys, tmp_path, checkpoint):
+    first, second = (write_image(tmp_path / "in" / f"{n}.png", seed=i) for i, n in enumerate("ab"))
+    (tmp_path / "o" / "a.gradcam.png").mkdir(parents=True)  # the panel's name, taken by a folder
+    code, out, err = run(capsys, "explain", first, second, "--weights", checkpoint, "--json",
+                         "--out", tmp_path / "o")  # fmt: skip
+    failed, done = json.loads(out)  # the JSON is still printed, with both images
+    assert code == 1 and "not written" in failed["error"] and done["status"] == "ok", err
+    assert (tmp_path / "o" / "b.gradcam.png").is_file()
+
+
+def test_a_very_wide_image_gets_a_panel_of_bounded_width(capsys, tmp_path, checkpoint):
+    wide = write_image(tmp_path / "wide.png", 2, 10000)
+    code, _, err = run(capsys, "explain", wide, "--weights", checkpoint, "--size", 64,
+                         "--out", tmp_path / "o")  # fmt: skip
+    panel = cv2.imread(str(tmp_path / "o" / "wide.gradcam.png"))
+    assert code == 0 and panel.shape[1] < 4000, err  # was 1,280,000 px a tile, and 5 GB
