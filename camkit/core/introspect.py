@@ -93,17 +93,16 @@ def list_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[Lay
 def layer_stride(model: nn.Module, layer: str | nn.Module, probe_size: int = 256) -> int:
     """Output stride of ``layer`` (input side / grid side), measured with one small forward;
     maps, channels-last cells and transformer tokens alike (:mod:`camkit.core.tokens`)."""
-    from camkit.core.probe import LayerProbe, preserved_model_state
+    from camkit.core.probe import LayerProbe, preserved_model_state, probe_input
     from camkit.core.tokens import token_layout
 
     name, module = resolve_layer(model, layer)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     def grid(size: int) -> tuple[int, int]:
         with preserved_model_state(model), LayerProbe(model, [name]) as probe:
             model.eval()
             with torch.inference_mode():
-                model(torch.zeros(1, 3, size, size, device=device))
+                model(probe_input(model, (size, size)))  # the model's device and dtype
             shape = tuple(probe.activations[name].shape)
         return token_layout(shape, (size, size), model, module, name).grid
 

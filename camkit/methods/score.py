@@ -75,7 +75,9 @@ def _selected_channels(activations: Tensor, score_channels: int | None) -> Tenso
     (Faster Score-CAM)."""
     channels = activations.shape[0]
     if score_channels is not None and score_channels < channels:
-        return activations.flatten(1).var(dim=1).topk(score_channels).indices
+        # the population variance: the same order as the sample one, and 0 (not NaN, with a
+        # torch warning) on a 1×1 map
+        return activations.flatten(1).var(dim=1, correction=0).topk(score_channels).indices
     return torch.arange(channels, device=activations.device)
 
 
@@ -111,7 +113,7 @@ def scorecam_weights(passes: Passes) -> list[tuple[Tensor, Tensor]]:
             scores = []
             for start in range(0, len(masks), passes.batch_size):
                 chunk = masks[start : start + passes.batch_size]
-                masked = image.unsqueeze(0) * chunk.unsqueeze(1)  # (B, 3, H, W)
+                masked = (image.unsqueeze(0) * chunk.unsqueeze(1)).to(image.dtype)  # (B, 3, H, W)
                 masked = masked.contiguous(memory_format=torch.channels_last)
                 scores.append(passes.run(network, masked).float())
                 bar.update(int(counts[start : start + len(chunk)].sum()))
@@ -157,6 +159,7 @@ def _averaged_weights(passes: Passes, desc: str, samples: int, sample_masks) -> 
     out = []
     with torch.inference_mode():
         for index, image in enumerate(images):
+            generator.manual_seed(passes.seed)  # each image its own draws, whatever its batch
             selected = _selected_channels(activations[index], passes.score_channels)
             masks = _grid_masks(activations[index, selected], tuple(images.shape[-2:]))
             picked = class_ids[index].unsqueeze(0)
@@ -165,9 +168,8 @@ def _averaged_weights(passes: Passes, desc: str, samples: int, sample_masks) -> 
                 for start in range(0, len(masks), passes.batch_size):
                     stop = min(start + passes.batch_size, len(masks))
                     chunk = sample_masks(masks, start, stop, generator, sample)
-                    masked = (image.unsqueeze(0) * chunk.unsqueeze(1)).contiguous(
-                        memory_format=torch.channels_last
-                    )
+                    masked = (image.unsqueeze(0) * chunk.unsqueeze(1)).to(image.dtype)
+                    masked = masked.contiguous(memory_format=torch.channels_last)
                     scores = passes.run(network, masked).float()
                     total_scores[start:stop] += scores.gather(1, picked.expand(len(chunk), -1))
                     bar.update(len(chunk))
@@ -179,7 +181,8 @@ def _averaged_weights(passes: Passes, desc: str, samples: int, sample_masks) -> 
 def smoothed_weights(samples: int = 35, std: float = 2.0):
     """SS-CAM's (Wang et al. 2020) ``pass_weights``: the scores averaged over ``samples`` sets
     of masks with noise ``N(0, std²)`` added at the input's resolution (torch-cam's defaults;
-    the noise comes from ``Passes.seed``, drawn per chunk of channels)."""
+    the noise comes from ``Passes.seed``, drawn per chunk of channels, the same draws for
+    every image whatever its batch)."""
     if samples < 1 or not std >= 0:
         raise ValueError(f"samples must be ≥ 1 and std ≥ 0, got {samples!r}, {std!r}")
 

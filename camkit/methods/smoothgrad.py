@@ -29,7 +29,9 @@ def smooth_gradcampp_weights(activations: Tensor, moments: tuple[Tensor, Tensor,
 
 def smoothgrad_weights(samples: int = 4, std: float = 0.3):
     """Smooth Grad-CAM++'s ``pass_weights`` with ``samples`` noisy copies of each image, noise
-    ``N(0, std²)`` on the normalised input (torch-cam's defaults), from ``Passes.seed``."""
+    ``N(0, std²)`` on the normalised input (torch-cam's defaults), from ``Passes.seed``: sample
+    ``s`` adds the same noise to every image of the batch, so an image's map does not depend on
+    which images share its batch (or shard)."""
     if samples < 1 or not std >= 0:
         raise ValueError(f"samples must be ≥ 1 and std ≥ 0, got {samples!r}, {std!r}")
 
@@ -40,10 +42,11 @@ def smoothgrad_weights(samples: int = 4, std: float = 0.3):
         for parameter in passes.model.parameters():
             parameter.requires_grad_(False)  # the Explainer restores the flags
         for _ in range(samples):
-            noise = torch.randn(images.shape, generator=generator, device=images.device)
+            shape = (1, *images.shape[1:])  # one draw for the batch: the same for each image
+            noise = torch.randn(shape, generator=generator, device=images.device)
             probe = LayerProbe(passes.model, [passes.module], mode="leaf")
             with probe, torch.enable_grad():
-                logits = passes.run(passes.model, images + std * noise)
+                logits = passes.run(passes.model, (images + std * noise).to(images.dtype))
             output = next(iter(probe.activations.values()))
             scores = logits.gather(1, class_ids)
             gradients = torch.stack(

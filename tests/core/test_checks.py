@@ -49,3 +49,16 @@ def test_preprocess_refuses_an_image_without_pixels():
     for shape in ((0, 0, 3), (0, 5, 3)):
         with pytest.raises(ValueError, match="it has no pixels"):
             preprocess(np.zeros(shape, np.uint8), 8)
+
+
+@pytest.mark.parametrize("dtype", (torch.float64, torch.bfloat16), ids=str)
+def test_a_model_in_another_dtype_is_explained(dtype):
+    """The stride probe and the masked passes made float32 inputs: every call failed."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).to(dtype).eval()
+    images = torch.randn(2, 3, 64, 64).to(dtype)
+    for method in ("gradcam", "scorecam", "sscam", "smoothgradcampp", "eigencam"):
+        heatmaps = Explainer(model, "layer4", method, score_channels=4)(images, 1)
+        assert heatmaps.maps.shape == (2, 1, 2, 2) and heatmaps.maps.isfinite().all(), method
