@@ -11,7 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["average_drop", "blur", "deletion_insertion", "trapezoid_auc"]
+from camkit.core.probe import preserved_model_state, set_eval
+
+__all__ = ["average_drop", "blur", "check_class_ids", "deletion_insertion", "trapezoid_auc"]
+
+
+def check_class_ids(class_ids, images: torch.Tensor) -> torch.Tensor:
+    """One class id per image, as a long ``(N,)`` tensor on the images' device."""
+    ids = torch.as_tensor(class_ids, device=images.device)
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"class_ids must be integer class ids, got dtype {ids.dtype}")
+    ids = ids.long().reshape(-1)
+    if len(ids) != len(images):
+        raise ValueError(
+            f"{len(ids)} class ids for {len(images)} images; give one class id per image"
+        )
+    return ids
 
 
 def trapezoid_auc(values: torch.Tensor) -> torch.Tensor:
@@ -86,9 +101,9 @@ def deletion_insertion(
             f"steps ({steps}) is more than the {images.shape[-2]}×{images.shape[-1]} input's "
             "pixels; each step must delete at least one (the default is 32)"
         )
-    was_training = model.training
-    model.eval()
-    try:
+    class_ids = check_class_ids(class_ids, images)
+    with preserved_model_state(model):  # every module's own training flag comes back
+        set_eval(model)
         height, width = images.shape[-2:]
         pixels = height * width
         counts = np.linspace(0, pixels, steps + 1).round().astype(int)
@@ -112,8 +127,6 @@ def deletion_insertion(
                 insertion.append(_probabilities(model, inserted, class_id, batch_size))
             curves["deletion"].append(torch.cat(deletion))
             curves["insertion"].append(torch.cat(insertion))
-    finally:
-        model.train(was_training)
     out = {}
     for name, values in curves.items():
         stacked = torch.stack(values)
@@ -137,15 +150,12 @@ def average_drop(
     """
     from camkit.cam import normalize
 
-    was_training = model.training
-    model.eval()
-    try:
-        index = torch.as_tensor(class_ids, device=images.device).view(-1, 1)
+    index = check_class_ids(class_ids, images).view(-1, 1)
+    with preserved_model_state(model):  # every module's own training flag comes back
+        set_eval(model)
         original = model(images).float().softmax(1).gather(1, index)[:, 0]
         masks = normalize(saliency.float()).unsqueeze(1).to(images.dtype)
         masked = model(images * masks).float().softmax(1).gather(1, index)[:, 0]
-    finally:
-        model.train(was_training)
     drop = ((original - masked).clamp_min(0) / original.clamp_min(1e-12)).mean()
     return {
         "average_drop": float(100 * drop),

@@ -35,6 +35,18 @@ def _check(heatmap, mask) -> tuple[np.ndarray, np.ndarray]:
     return np.nan_to_num(heatmap, nan=-np.inf), mask > 0
 
 
+def _two_maps(first, second) -> tuple[np.ndarray, np.ndarray]:
+    """Two heatmaps of one size, flattened, NaN read as the lowest value in both (so the
+    metrics of two maps are symmetric)."""
+    a, b = (np.asarray(m, dtype=np.float64) for m in (first, second))
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"the heatmaps must be H×W of one size, got {a.shape} and {b.shape}")
+    a, b = (np.nan_to_num(m, nan=-np.inf) for m in (a, b))
+    if a.size == 0:
+        raise ValueError(f"the heatmaps are {a.shape[1]}×{a.shape[0]}: they have no pixels")
+    return a.ravel(), b.ravel()
+
+
 def pointing_game(heatmap, mask, tolerance: float = 15.0) -> bool | None:
     """Hit when a maximum of the heatmap lies within ``tolerance`` px of the mask.
 
@@ -88,7 +100,7 @@ def rank_correlation(first, second) -> float | None:
 
     ``None`` when either map is flat (the correlation is undefined).
     """
-    a, b = _check(first, second)[0].ravel(), np.asarray(second, dtype=np.float64).ravel()
+    a, b = _two_maps(first, second)
     ra, rb = _ranks(a), _ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = np.sqrt((ra**2).sum() * (rb**2).sum())
@@ -100,7 +112,7 @@ def top_region_iou(first, second, fraction: float = 0.2) -> float:
     ties broken by position)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    a, b = _check(first, second)[0].ravel(), np.asarray(second, dtype=np.float64).ravel()
+    a, b = _two_maps(first, second)
     k = int(np.ceil(fraction * a.size))
     top_a = np.zeros(a.size, bool)
     top_b = np.zeros(a.size, bool)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from camkit.metrics.faithfulness import check_class_ids
+
 __all__ = ["PERCENTILES", "ROADResult", "impute", "road"]
 
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -144,7 +146,7 @@ def road(
             f"ROAD needs one map per image at the input size: maps {tuple(maps.shape)}, images "
             f"{tuple(images.shape)}; use Heatmaps.normalized()[:, k]"
         )
-    class_ids = torch.as_tensor(class_ids, dtype=torch.long).view(-1)
+    class_ids = check_class_ids(class_ids, images).cpu()
     percentiles = tuple(int(p) for p in percentiles)
     if not percentiles or not all(0 < p < 100 for p in percentiles):
         raise ValueError(f"percentiles must lie in (0, 100), got {percentiles}")

@@ -163,3 +163,24 @@ def test_explain_cli_accepts_every_method(tmp_path, capsys, rgb_image):
         )
         assert code == 0, capsys.readouterr().err
         assert (tmp_path / "o" / f"x.{method}-s64.png").exists()  # a size not the model's: named
+
+
+def test_each_modules_training_flag_comes_back_and_ids_are_one_per_image():
+    import torchvision
+
+    from camkit.metrics.road import road
+
+    model = torchvision.models.resnet18(num_classes=5).train()
+    model.layer1.eval()  # frozen batch norm in a model being trained
+    images, maps = torch.randn(2, 3, 32, 32), torch.rand(2, 32, 32)
+    deletion_insertion(model, images, maps, [0, 1], steps=4)
+    average_drop(model, images, maps, torch.tensor([0, 1]))
+    assert model.training and not model.layer1.training and model.layer2.training
+    for metric in (
+        lambda ids: deletion_insertion(model, images, maps, ids, steps=4),
+        lambda ids: average_drop(model, images, maps, ids),
+        lambda ids: road(model, images, maps, ids),
+    ):
+        with pytest.raises(ValueError, match="1 class ids for 2 images"):
+            metric([0])  # average_drop scored the first image only; the others raised
+    assert model.training and not model.layer1.training

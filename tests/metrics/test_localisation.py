@@ -46,6 +46,21 @@ def test_rank_correlation_matches_scipy_with_ties():
     assert rank_correlation(np.zeros((3, 3)), a[:3, :3]) is None
 
 
+def test_two_map_metrics_read_nan_the_same_in_either_argument():
+    from camkit.metrics.localisation import rank_correlation, top_region_iou
+
+    heat = np.random.default_rng(0).random((8, 8))
+    flat, holed = np.full((8, 8), np.nan), heat.copy()
+    holed[2, 3] = np.nan
+    assert rank_correlation(flat, heat) is None and rank_correlation(heat, flat) is None
+    assert rank_correlation(heat, holed) == rank_correlation(holed, heat)
+    assert top_region_iou(heat, flat) == top_region_iou(flat, heat)
+    with pytest.raises(ValueError, match="no pixels"):
+        top_region_iou(np.zeros((0, 0)), np.zeros((0, 0)))  # was 0/0 = NaN
+    with pytest.raises(ValueError, match="of one size"):
+        rank_correlation(heat, heat[:4])
+
+
 def test_top_region_iou_hand_computed():
     from camkit.metrics.localisation import top_region_iou
 
