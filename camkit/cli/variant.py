@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="variant checkpoint to write")
     parser.add_argument(
-        "--epochs", type=int, default=1, help="fine-tuning epochs (0: surgery only)"
+        "--epochs", type=options.count, default=1, help="fine-tuning epochs (0: surgery only)"
     )
     parser.add_argument(
         "--train-all", action="store_true", help="train every layer, not only layer4.2 and fc"

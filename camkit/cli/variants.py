@@ -69,6 +69,10 @@ def _split(args) -> tuple[list[Path], Path]:
     return checkpoints, folder
 
 
+def _show(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def run(args) -> int:
     from camkit.pipeline.variants import compare_variants
 
@@ -85,11 +89,13 @@ def run(args) -> int:
     )
     for row in result["variants"]:
         print(
-            f"{row['variant']:<32} {row['accuracy']:9.3f} {row['pointing_game']:9.3f} "
-            f"{row['energy_in_mask']:7.3f}"
+            f"{row['variant']:<32} {row['accuracy']:9.3f} {_show(row['pointing_game']):>9} "
+            f"{_show(row['energy_in_mask']):>7}"
         )
     for row in result["agreement"]:
         values = list(row.values())
-        print(f"{row['a']} vs {row['b']}: Spearman {values[2]:.3f}, {list(row)[3]} {values[3]:.3f}")
+        print(
+            f"{row['a']} vs {row['b']}: Spearman {_show(values[2])}, {list(row)[3]} {_show(values[3])}"
+        )
     print(f"tables and figure: {result['out']}")
     return 0

@@ -36,9 +36,10 @@ def _inputs(data: Path, class_names: list[str], limit: int | None) -> list[Input
     ]
 
 
-def _mean(values) -> float:
+def _mean(values) -> float | None:
+    """The mean of the defined values; ``None`` where none is (no masks): JSON has no NaN."""
     values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+    return float(np.mean(values)) if values else None
 
 
 def _run_variant(model, info, inputs, settings, masks, tolerance) -> dict:

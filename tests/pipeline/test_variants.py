@@ -1,4 +1,6 @@
 import csv
+import json
+import shutil
 
 import pytest
 import torch
@@ -219,6 +221,15 @@ def test_variant_cli(study, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "C=32" in out and "Spearman" in out
+    shutil.copytree(val / "images", tmp_path / "unmasked" / "images")  # no masks/: n/a, not NaN
+    code = main(["variants", "compare", str(parent_path), str(tmp_path / "unmasked"), "--n", "4",
+                 "--json", "--out", str(tmp_path / "u")])  # fmt: skip
+    out, err = capsys.readouterr()
+    rows = json.loads(out, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+    assert code == 0 and rows["variants"][0]["pointing_game"] is None, err
+    assert main(["variant", "--channels", "32", "--from", str(parent_path), "--data", str(train),
+                 "--out", str(tmp_path / "v.ckpt"), "--epochs", "-1"]) == 2  # fmt: skip
+    assert "expected a whole number ≥ 0" in capsys.readouterr().err
     assert main(["layers", "--weights", str(tmp_path / "v32.ckpt"), "--size", "64"]) == 0
     assert "32×2×2" in capsys.readouterr().out
     assert (
