@@ -62,6 +62,18 @@ def _quiet_stdout() -> None:
         os.close(devnull)
 
 
+def _message(error: Exception) -> str:
+    """The error's one line: a DataLoader worker's error arrives wrapped in its traceback
+    ("Caught ImageError in DataLoader worker process 0. Original Traceback …"); its last
+    line is the message."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    kind, _, message = last.partition(": ")
+    return message if message and kind.replace(".", "").isidentifier() else last
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage, 3 export with failures,
     130 interrupted)."""
@@ -86,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, OSError, ValueError, TypeError, WeightsUnavailableError) as error:
         if args.debug:
             raise
-        print(f"camkit: error: {error}", file=sys.stderr)
+        print(f"camkit: error: {_message(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("camkit: interrupted", file=sys.stderr)

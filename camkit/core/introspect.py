@@ -54,7 +54,7 @@ def native_size(model: nn.Module, default: int = 224) -> int:
 
 def list_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[LayerInfo]:
     """Every named submodule with its output shape for a 1×3×H×W input (model left as found)."""
-    from camkit.core.probe import preserved_model_state
+    from camkit.core.probe import preserved_model_state, probe_input
 
     height, width = _as_size(size)
     shapes: dict[str, tuple[int, ...]] = {}
@@ -68,14 +68,19 @@ def list_layers(model: nn.Module, size: int | tuple[int, int] = 224) -> list[Lay
         return hook
 
     named = [(name, module) for name, module in model.named_modules() if name]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with preserved_model_state(model):
         model.eval()
         try:
             for name, module in named:
                 handles.append(module.register_forward_hook(record(name)))
             with torch.inference_mode():
-                model(torch.zeros(1, 3, height, width, device=device))
+                model(probe_input(model, (height, width)))  # the model's device and dtype
+        except AssertionError as error:  # torchvision's ViT asserts its one input size
+            side = native_size(model)
+            raise ValueError(
+                f"{type(model).__name__} refused a {width}×{height} px input ({error}); it "
+                f"takes {side}×{side}: use --size {side}"
+            ) from None
         finally:
             for handle in handles:
                 handle.remove()

@@ -87,8 +87,9 @@ def read_mask(path: str | os.PathLike, classes: int | None = None) -> np.ndarray
         raise ValueError(f"mask {path} has {mask.dtype} pixels; masks are 8-bit class indices")
     if classes is not None and int(mask.max()) > classes:
         raise ValueError(
-            f"mask {path} has value {int(mask.max())} but there are only {classes} classes "
-            f"(values 0–{classes}); binary masks use 0/1 (or 0/255 with classes=None)"
+            f"mask {path} has value {int(mask.max())} but there are only {classes} object "
+            f"classes besides the background (values 0–{classes}; train-seg --classes "
+            f"{classes + 1}); binary masks use 0/1 (or 0/255 with classes=None)"
         )
     return mask
 

@@ -57,3 +57,8 @@ def test_a_segmenters_layers_for_explain_seg(capsys, tmp_path, segmenter_checkpo
     one_line_error(code, err, "unknown layer 'dec9'", "camkit layers --segmenter CKPT")
     code, _, err = run(capsys, "layers", "--segmenter", segmenter_checkpoint, "--model", "vgg16")
     one_line_error(code, err, "leave out --weights and --model")
+
+
+def test_a_model_of_one_input_size_says_which(capsys):
+    code, _, err = run(capsys, "layers", "--model", "vit_b_16", "--weights", "none", "--size", 64)
+    one_line_error(code, err, "refused a 64×64 px input", "use --size 224")  # was a traceback

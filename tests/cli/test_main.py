@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from camkit.cli import build_parser, main
 from tests.cli.helpers import one_line_error, run
@@ -130,3 +131,22 @@ def test_demo_defaults_are_the_demo_configs():
     for name in ("n_stream", "n_train", "difficulty", "epochs", "size", "compare_seed"):
         assert getattr(args, name) == getattr(config, name), name
     assert not args.no_segmenter and config.segmenter
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise ValueError(f"cannot decode image {index}.png (corrupt)")
+
+
+def test_a_data_loader_workers_error_is_one_line():
+    from camkit.cli import _message
+
+    loader = torch.utils.data.DataLoader(_Broken(), num_workers=1)
+    with pytest.raises(ValueError) as caught:
+        next(iter(loader))
+    assert "Original Traceback" in str(caught.value)  # how torch hands it over
+    assert _message(caught.value) == "cannot decode image 0.png (corrupt)"
+    assert _message(ValueError("plain: as it is")) == "plain: as it is"

@@ -59,7 +59,7 @@ def test_segmentation_folder_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"30×20 but image .* is 48×48"):
         SegmentationFolder(root, size=32)[1]
     cv2.imwrite(str(root / "masks" / "square" / "shape_00001.png"), np.full((48, 48), 9, np.uint8))
-    with pytest.raises(ValueError, match="value 9 but there are only 4 classes"):
+    with pytest.raises(ValueError, match="value 9 but there are only 4 object classes"):
         read_mask(root / "masks" / "square" / "shape_00001.png", classes=4)
     with pytest.raises(FileNotFoundError):
         read_mask(root / "nope.png")

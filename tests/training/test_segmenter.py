@@ -100,7 +100,10 @@ def test_predict_any_size(segmenter):
 
 def test_bad_inputs(seg_data, tmp_path):
     train, val = seg_data
-    with pytest.raises(ValueError, match=r"value \d but there are only 1 classes"):
+    with pytest.raises(
+        ValueError,
+        match=r"value \d but there are only 1 object classes besides the background \(values 0–1; train-seg --classes 2\)",
+    ):
         train_segmenter(
             train,
             tmp_path / "x.ckpt",
