@@ -308,6 +308,8 @@ def read_image(
         raise ImageError(
             f"{path} is a directory, not an image; pass the image files inside it (e.g. {path}/*.jpg)"
         )
+    if not path.is_file():  # a FIFO or a device would block the read, or never end
+        raise ImageError(f"{path} is not a regular file (a pipe or a device), not an image")
     data = np.fromfile(path, dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"image {path} is empty (0 bytes)")

@@ -20,13 +20,25 @@ from camkit.methods.registry import register
 __all__ = ["ABLATIONCAM", "ablation_closed_form", "ablation_weights"]
 
 
+def _relative(drops: Tensor, scores: Tensor) -> Tensor:
+    """``drops / scores``; a class score of exactly 0 leaves the weights undefined (0/0, NaN
+    maps), which is one clear error instead."""
+    if (scores == 0).any():
+        raise ValueError(
+            "Ablation-CAM divides each channel's score drop by the class score, which is exactly "
+            "0 here (a zero-initialised head, e.g. an untrained ViT), so its map is undefined; "
+            "use a trained model or a gradient method such as gradcam"
+        )
+    return drops / scores
+
+
 def ablation_closed_form(activations: Tensor, gradient: Tensor, scores: Tensor) -> Tensor:
     """``w_k = W[c, k] · mean_ij A_k / y_c = g_k · Σ_ij A_k / y_c``, with the gradient
     ``g = W[c] / (h·w)`` ``(K, C)`` or ``(N, K, C)`` and ``scores = y_c`` ``(N, K)``.
     Returns ``(N, K, C)``."""
     sums = activations.sum(dim=(2, 3)).unsqueeze(1)  # (N, 1, C)
     drops = gradient * sums  # (N, K, C): what zeroing A_k takes off y_c
-    return drops / scores.unsqueeze(-1)
+    return _relative(drops, scores.unsqueeze(-1))
 
 
 @contextlib.contextmanager
@@ -62,7 +74,7 @@ def ablation_weights(passes: Passes) -> list[tuple[Tensor, Tensor]]:
                 state["channels"] = torch.arange(start, min(start + passes.batch_size, channels))
                 batch = image.unsqueeze(0).expand(len(state["channels"]), -1, -1, -1)
                 ablated.append(passes.run(passes.model, batch).float()[:, class_ids[index]])
-            drops = (original - torch.cat(ablated)) / original  # (C, K)
+            drops = _relative(original - torch.cat(ablated), original)  # (C, K)
             out.append((drops.T, every))
     return out
 

@@ -1,4 +1,5 @@
 import json
+import os
 import struct
 import time
 import zlib
@@ -85,6 +86,9 @@ def test_bad_files(tmp_path):
         read_image(tmp_path / "cut.png")
     with pytest.raises(ImageError, match="directory"):
         read_image(tmp_path)
+    os.mkfifo(tmp_path / "pipe.png")  # reading it waited forever for a writer
+    with pytest.raises(ImageError, match="not a regular file"):
+        read_image(tmp_path / "pipe.png")
     write(tmp_path / "tiny.png", np.zeros((5, 9, 3), np.uint8))
     with pytest.raises(ImageError, match="9×5 px"):
         read_image(tmp_path / "tiny.png", min_size=32)
