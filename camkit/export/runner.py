@@ -22,6 +22,7 @@ from camkit.export.errors import ExportError
 from camkit.export.files import remove_temporaries
 from camkit.export.inputs import output_names, shard_of
 from camkit.export.manifest import (
+    check_inputs,
     check_settings,
     make_settings,
     part_path,
@@ -156,6 +157,7 @@ def export(
     tag = shard_tag(config.shard)
     mine = shard_of(inputs, config.shard)
     check_settings(out, settings, config.overwrite, tag)
+    check_inputs(out, [i.key for i in inputs], config.shard[1], config.overwrite)
     write_inputs(out, [i.key for i in inputs], config.shard[1], tag)
     remove_temporaries(out, tag)
 

@@ -37,6 +37,12 @@ def test_merge_after_one_of_two_shards_names_the_missing_one(capsys, tmp_path, f
     assert result["inputs"] == 18 and result["missing"] == 9 and result["images"] == 9
     page = (out / "index.html").read_text(encoding="utf-8")
     assert 'id="incomplete"' in page and "shard 1/2" in page
+    # another shard over other inputs was accepted, and the merge mixed the two sets
+    other = ["export", folder / "images" / "circle", *common[2:]]
+    code, _, err = run(capsys, *other, "--shard", "1/2")
+    assert code == 1 and "holds an export of 18 inputs in 2 shard(s); this run has 3 in 2" in err
+    code, _, err = run(capsys, *common, "--shard", "1/3")
+    assert code == 1 and "the same inputs and shard count" in err
     assert run(capsys, *common, "--shard", "1/2")[0] in (0, 3)
     code, stdout, _ = run(capsys, "export", "--merge", out)
     assert code == 3 and "merged 18 images (3 failed)" in stdout
