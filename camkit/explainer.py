@@ -311,7 +311,9 @@ class Explainer:
                 f"feed global average pooling + the linear head "
                 f"({self.head.in_features}→{self.head.out_features}): "
                 f"head(mean_hw(A)) != logits. Method {self.method!r} with the "
-                "closed form needs the last stage, e.g. 'layer4.2'"
+                "closed form needs the layer that feeds them directly (a ResNet's last stage, "
+                "e.g. 'layer4.2'; a model whose head is an MLP, such as VGG, has none: use a "
+                "gradient method such as 'gradcam')"
             )
         return False
 

@@ -200,13 +200,17 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
         return logits.topk(k, dim=1).indices
     if isinstance(targets, (bool, float)):
         raise TypeError(f"targets must be class ids (int), got {targets!r}")
+    if isinstance(targets, int) and not 0 <= targets < classes:  # before torch (2**70 overflows)
+        raise _out_of_range(targets, classes)
     if isinstance(targets, int):
         ids = torch.full((batch, 1), targets, dtype=torch.long)
     else:
         try:
             ids = torch.as_tensor(targets)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise TypeError(f"targets {targets!r} are not class ids: {error}") from None
+        if ids.numel() == 0:
+            raise ValueError("targets are empty; pass a class id, one per image, 'top-k' or 'all'")
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
             raise TypeError(f"targets must be integer class ids, got dtype {ids.dtype}")
         ids = ids.long()
@@ -230,8 +234,11 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     ids = ids.cpu()
     bad = ids[(ids < 0) | (ids >= classes)]
     if bad.numel():
-        raise ValueError(
-            f"class {int(bad[0])} is out of range: the model has {classes} classes "
-            f"(0–{classes - 1})"
-        )
+        raise _out_of_range(int(bad[0]), classes)
     return ids.to(device)
+
+
+def _out_of_range(class_id: int, classes: int) -> ValueError:
+    return ValueError(
+        f"class {class_id} is out of range: the model has {classes} classes (0–{classes - 1})"
+    )

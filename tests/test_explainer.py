@@ -182,6 +182,12 @@ def test_resolve_targets_errors():
         resolve_targets([0.5, 1.0], logits)
     with pytest.raises(ValueError, match="images"):
         resolve_targets([[1, 2]], logits)
+    with pytest.raises(ValueError, match="targets are empty"):
+        resolve_targets([], logits)  # was a TypeError about float32
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_targets(2**70, logits)  # was a raw OverflowError
+    with pytest.raises(TypeError, match="not class ids"):
+        resolve_targets([2**70, 0], logits)
     assert resolve_targets("all", logits).shape == (2, 5)
     assert resolve_targets(torch.tensor([4, 0]), logits).tolist() == [[4], [0]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from camkit.cli import options
+from camkit.cli.common import CLIError
 
 __all__ = ["add_parser", "run"]
 
@@ -44,6 +45,11 @@ def run(args) -> int:
     from camkit.training.classifier import TrainConfig
     from camkit.training.variants import make_variant
 
+    if not Path(args.parent).is_file():  # 'none' and 'imagenet' are no parents here
+        raise CLIError(
+            f"--from {args.parent}: no such checkpoint file; the parent is a classifier "
+            "checkpoint, as camkit train --out writes one"
+        )
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, workers=args.workers)
     _, info = load_classifier(args.parent)
     config.size = info.input_size

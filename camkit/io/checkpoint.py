@@ -31,6 +31,26 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, **metadata: Any) 
     return Path(path)
 
 
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def _check_header(path: Path) -> None:
+    """A torch file is a zip archive (``torch.save``) or a pickle (the legacy format); an image
+    or any other file is named as such before ``torch.load`` misreads it."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(IMAGE_MAGIC):
+        raise ValueError(
+            f"{path} is an image, not a checkpoint; pass images as inputs and a checkpoint "
+            "saved by camkit train (or torch.save) as --weights"
+        )
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise ValueError(
+            f"{path} is not a torch checkpoint (neither a torch.save zip archive nor a pickle); "
+            "pass a checkpoint saved by camkit train or torch.save"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint safely (``torch.load(weights_only=True)``) onto the CPU.
 
@@ -49,6 +69,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"checkpoint {path} is a directory; pass the .pt/.ckpt file inside it")
     if path.stat().st_size == 0:
         raise ValueError(f"checkpoint {path} is empty (0 bytes); re-save or re-download it")
+    _check_header(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

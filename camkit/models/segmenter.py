@@ -14,9 +14,12 @@ def load_segmenter(path: str | os.PathLike) -> tuple[ResUNet, dict]:
     """A ResUNet from a ``train_segmenter`` checkpoint (eval mode) and its metadata."""
     checkpoint = load_checkpoint(path)
     if checkpoint.get("kind") != "segmenter":
+        classifier = "fc.weight" in checkpoint.get("state_dict", {})
         raise ValueError(
-            f"{path} is not a camkit segmenter checkpoint (no kind='segmenter'); train one with "
-            "`camkit train-seg`, or pass a classifier with --weights"
+            f"{path} is not a camkit segmenter checkpoint (no kind='segmenter')"
+            + ("; it is a classifier's" if classifier else "")
+            + ": a segmenter comes from `camkit train-seg`"
+            + (" (a classifier is explain's or compare's --weights)" if classifier else "")
         )
     model = ResUNet(
         checkpoint["arch"],

@@ -36,6 +36,12 @@ def _inputs(data: Path, class_names: list[str], limit: int | None) -> list[Input
     ]
 
 
+def _listed(names, shown: int = 5) -> str:
+    """``4 classes (circle, square, star, triangle)``, cut after ``shown`` names."""
+    more = f", … {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} classes ({', '.join(names[:shown])}{more})"
+
+
 def _mean(values) -> float | None:
     """The mean of the defined values; ``None`` where none is (no masks): JSON has no NaN."""
     values = [v for v in values if v is not None]
@@ -128,7 +134,10 @@ def compare_variants(
     class_names = list(models[0][1].class_names)
     for path, (_, info) in zip(checkpoints, models):
         if list(info.class_names) != class_names:
-            raise ValueError(f"{path} has classes {list(info.class_names)}, not {class_names}")
+            raise ValueError(
+                f"{path} has {_listed(info.class_names)}, but {checkpoints[0]} has "
+                f"{_listed(class_names)}; compare variants of one parent (camkit variant)"
+            )
     inputs = _inputs(data, class_names, limit)
     masks = MaskSource(
         by_key=masks_by_key([item.key for item in inputs], data / "masks"),

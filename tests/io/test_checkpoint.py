@@ -57,8 +57,13 @@ def test_bad_files(tmp_path, model):
     with pytest.raises(ValueError, match="empty"):
         load_checkpoint(tmp_path / "empty.pt")
     (tmp_path / "junk.pt").write_bytes(b"this is not a checkpoint at all" * 10)
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="not a torch checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ValueError, match="is an image, not a checkpoint"):  # was "arbitrary
+        load_checkpoint(tmp_path / "photo.png")  # Python objects"
+    torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint(tmp_path / "legacy.pt")["state_dict"]["w"], torch.ones(2))
     torch.save(model.state_dict(), tmp_path / "full.pt")
     data = (tmp_path / "full.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
