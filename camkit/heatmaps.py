@@ -120,7 +120,12 @@ def to_image(
     for a ResNet is ``stride/2 − ½`` px down and right of its evidence).
     """
     check_align(align)
+    maps = torch.as_tensor(maps)  # numpy arrays too (an NPZ's raw maps)
     size = (int(size[0]), int(size[1]))
+    if min(size) < 1 or (input_size is not None and min(input_size) < 1):
+        raise ValueError(f"sizes must be positive (H, W), got size {size}, input {input_size}")
+    if maps.ndim < 2 or 0 in maps.shape[-2:]:
+        raise ValueError(f"maps must be (..., h, w) with cells, got shape {tuple(maps.shape)}")
     if align == "grid" or geometry is None:
         return upsample(maps, size)
     input_size = tuple(input_size or size)

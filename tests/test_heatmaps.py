@@ -100,3 +100,13 @@ def test_output_stride_16_geometry(model):
     assert heatmaps.geometry.stride == (16.0, 16.0)
     hot = replace(heatmaps, maps=_hot((4, 4), (2, 1))[None, None])
     assert _peak(hot.on_image(index=0)[0]) == (32.0, 16.0)
+
+
+def test_to_image_takes_numpy_and_refuses_sizes_without_pixels():
+    raw = np.random.default_rng(0).random((2, 4, 4)).astype(np.float32)  # as an NPZ holds them
+    assert to_image(raw, (64, 48)).shape == (2, 64, 48)
+    for size in ((-3, 5), (0, 5)):
+        with pytest.raises(ValueError, match="sizes must be positive"):
+            to_image(raw, size)  # were internal torch errors
+    with pytest.raises(ValueError, match="with cells"):
+        to_image(np.zeros((2, 0, 4)), (8, 8))
