@@ -139,6 +139,27 @@ def generate(
     return Sample(np.round(image).astype(np.uint8), mask, tuple(int(v) for v in labels))
 
 
+def _clear_previous(root: Path) -> None:
+    """A data set written here before is removed first (so no image of it outlives its
+    ``meta.json``); a folder holding images that this generator did not write is refused."""
+    import shutil
+
+    folders = [root / "images", root / "masks"]
+    if not any(folder.exists() for folder in folders):
+        return
+    try:
+        previous = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    if not isinstance(previous, dict) or previous.get("generator") != "camkit.data.shapes":
+        raise FileExistsError(
+            f"{root} already holds images/ or masks/ that camkit data shapes did not write; "
+            "choose an empty or new folder"
+        )
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_dataset(
     out: str | os.PathLike,
     n: int,
@@ -161,6 +182,7 @@ def write_dataset(
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     root = Path(out)
+    _clear_previous(root)
     labels = []
     from camkit.progress import progress as report
 

@@ -107,3 +107,19 @@ def test_a_stream_with_pairs_gives_soft_targets_on_both_classes():
     assert isinstance(ShapeStream(4, size=32)[0][1], int)  # no pairs: class indices
     with pytest.raises(ValueError, match="pairs"):
         ShapeStream(4, pairs=1.5)
+
+
+def test_writing_again_leaves_no_image_of_the_old_data_set(tmp_path):
+    """Writing 3 into a folder of 40 rewrote meta.json as n=3 and left 37 stale images."""
+    root = write_dataset(tmp_path / "d", 12, 48)
+    write_dataset(root, 3, 48, seed=5)
+    assert (
+        len(list((root / "images").rglob("*.png"))) == 3 == len(list(root.rglob("masks/**/*.png")))
+    )
+    assert json.loads((root / "meta.json").read_text())["n"] == 3
+    mine = tmp_path / "mine"
+    (mine / "images" / "cat").mkdir(parents=True)
+    (mine / "images" / "cat" / "1.png").write_bytes(b"the user's")
+    with pytest.raises(FileExistsError, match="did not write"):
+        write_dataset(mine, 3, 48)
+    assert (mine / "images" / "cat" / "1.png").read_bytes() == b"the user's"
