@@ -62,6 +62,30 @@ class Heatmaps:
     def __len__(self) -> int:
         return self.maps.shape[0]
 
+    def __getitem__(self, index: int | slice) -> Heatmaps:
+        """The result of image ``index`` (a batch of one) or of a slice of the batch; tensors
+        in ``extra`` with one row per image are cut alike."""
+        if isinstance(index, bool) or not isinstance(index, (int, slice)):
+            raise TypeError(f"index Heatmaps by an image number or a slice, got {index!r}")
+        count = len(self)
+        if isinstance(index, int):
+            if not -count <= index < count:
+                raise IndexError(f"image {index} of a batch of {count}")
+            index = slice(index % count, index % count + 1)
+        extra = {
+            key: value[index] if isinstance(value, torch.Tensor) and len(value) == count else value
+            for key, value in self.extra.items()
+        }
+        return replace(
+            self,
+            maps=self.maps[index],
+            class_ids=self.class_ids[index],
+            scores=self.scores[index],
+            probabilities=self.probabilities[index],
+            logits=self.logits[index],
+            extra=extra,
+        )
+
     @cached_property
     def upsampled(self) -> torch.Tensor:
         """``(N, K, H, W)``: raw maps resampled to the model input (see :func:`to_image`)."""
@@ -172,10 +196,7 @@ def check_targets(targets: Targets, num_classes: int) -> None:
 
     bad = [v for v in flat(targets) if isinstance(v, int) and not 0 <= v < num_classes]
     if bad:
-        raise ValueError(
-            f"class {bad[0]} is out of range: the model has {num_classes} classes "
-            f"(0–{num_classes - 1})"
-        )
+        raise _out_of_range(bad[0], num_classes)
 
 
 def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:

@@ -110,3 +110,18 @@ def test_to_image_takes_numpy_and_refuses_sizes_without_pixels():
             to_image(raw, size)  # were internal torch errors
     with pytest.raises(ValueError, match="with cells"):
         to_image(np.zeros((2, 0, 4)), (8, 8))
+
+
+def test_a_batch_result_is_indexed_by_image(model, images):
+    heatmaps = Explainer(model, "layer4.2")(images, "top-2")
+    second, tail = heatmaps[1], heatmaps[1:]
+    assert len(second) == 1 and len(tail) == len(images) - 1
+    assert torch.equal(second.maps[0], heatmaps.maps[1]) and torch.equal(
+        tail.logits, heatmaps.logits[1:]
+    )
+    assert torch.equal(heatmaps[-1].class_ids[0], heatmaps.class_ids[-1])
+    assert torch.equal(second.on_image((50, 70))[0], heatmaps.on_image((50, 70), index=1))
+    with pytest.raises(IndexError, match="image 3 of a batch of 3"):
+        heatmaps[3]
+    with pytest.raises(TypeError, match="an image number or a slice"):
+        heatmaps["maps"]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camkit.core.probe import preserved_model_state, set_eval
+from camkit.heatmaps import check_targets
 
 __all__ = ["average_drop", "blur", "check_class_ids", "deletion_insertion", "trapezoid_auc"]
 
@@ -55,11 +56,17 @@ def blur(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Te
 def _probabilities(
     model: nn.Module, batch: torch.Tensor, class_id: int, batch_size: int
 ) -> torch.Tensor:
-    out = [
-        model(batch[i : i + batch_size]).float().softmax(dim=1)[:, class_id]
-        for i in range(0, len(batch), batch_size)
-    ]
+    out = []
+    for i in range(0, len(batch), batch_size):
+        probabilities = model(batch[i : i + batch_size]).float().softmax(dim=1)
+        out.append(probabilities[:, _in_range(class_id, probabilities.shape[1])])
     return torch.cat(out)
+
+
+def _in_range(class_id, classes: int):
+    """``class_id`` (an int or a tensor of them), checked against the model's ``classes``."""
+    check_targets(torch.as_tensor(class_id), classes)
+    return class_id
 
 
 @torch.inference_mode()
@@ -153,7 +160,8 @@ def average_drop(
     index = check_class_ids(class_ids, images).view(-1, 1)
     with preserved_model_state(model):  # every module's own training flag comes back
         set_eval(model)
-        original = model(images).float().softmax(1).gather(1, index)[:, 0]
+        probabilities = model(images).float().softmax(1)
+        original = probabilities.gather(1, _in_range(index, probabilities.shape[1]))[:, 0]
         masks = normalize(saliency.float()).unsqueeze(1).to(images.dtype)
         masked = model(images * masks).float().softmax(1).gather(1, index)[:, 0]
     drop = ((original - masked).clamp_min(0) / original.clamp_min(1e-12)).mean()

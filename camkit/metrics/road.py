@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from camkit.heatmaps import check_targets
 from camkit.metrics.faithfulness import check_class_ids
 
 __all__ = ["PERCENTILES", "ROADResult", "impute", "road"]
@@ -115,6 +116,7 @@ def _scores(model: nn.Module, images: torch.Tensor, class_ids: torch.Tensor, kin
         logits = model(images).float()
     if kind == "probability":
         logits = logits.softmax(dim=1)
+    check_targets(class_ids, logits.shape[1])
     return logits.gather(1, class_ids.view(-1, 1).to(logits.device))[:, 0].cpu().numpy()
 
 

@@ -183,4 +183,6 @@ def test_each_modules_training_flag_comes_back_and_ids_are_one_per_image():
     ):
         with pytest.raises(ValueError, match="1 class ids for 2 images"):
             metric([0])  # average_drop scored the first image only; the others raised
+        with pytest.raises(ValueError, match=r"class 7 is out of range: the model has 5"):
+            metric([0, 7])  # was torch's IndexError
     assert model.training and not model.layer1.training
