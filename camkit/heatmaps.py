@@ -3,6 +3,7 @@ one place a map is put on an image."""
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -65,17 +66,28 @@ class Heatmaps:
     def __getitem__(self, index: int | slice) -> Heatmaps:
         """The result of image ``index`` (a batch of one) or of a slice of the batch; tensors
         in ``extra`` with one row per image are cut alike."""
-        if isinstance(index, bool) or not isinstance(index, (int, slice)):
-            raise TypeError(f"index Heatmaps by an image number or a slice, got {index!r}")
         count = len(self)
-        if isinstance(index, int):
-            if not -count <= index < count:
+        if not isinstance(index, slice):
+            try:
+                if isinstance(index, bool):
+                    raise TypeError
+                number = operator.index(index)  # ints, numpy and 0-d torch integers
+            except TypeError:
+                raise TypeError(
+                    f"index Heatmaps by an image number or a slice, got {index!r}"
+                ) from None
+            if not -count <= number < count:
                 raise IndexError(f"image {index} of a batch of {count}")
-            index = slice(index % count, index % count + 1)
-        extra = {
-            key: value[index] if isinstance(value, torch.Tensor) and len(value) == count else value
-            for key, value in self.extra.items()
-        }
+            index = slice(number % count, number % count + 1)
+
+        def cut(value):  # a tensor with a row per image, or a dict of them (per_layer)
+            if isinstance(value, dict):
+                return {key: cut(item) for key, item in value.items()}
+            if isinstance(value, torch.Tensor) and value.ndim and len(value) == count:
+                return value[index]
+            return value
+
+        extra = cut(self.extra)
         return replace(
             self,
             maps=self.maps[index],

@@ -125,3 +125,15 @@ def test_a_batch_result_is_indexed_by_image(model, images):
         heatmaps[3]
     with pytest.raises(TypeError, match="an image number or a slice"):
         heatmaps["maps"]
+    assert torch.equal(heatmaps[np.int64(2)].maps, heatmaps[2].maps)
+
+
+def test_indexing_cuts_the_per_layer_maps_of_a_fusion(model, images):
+    from camkit.combine import MultiLayerExplainer
+
+    fused = MultiLayerExplainer(model, ["layer4.2", "layer3.5"])(images)
+    first = fused[0]
+    assert {k: len(v) for k, v in first.extra["per_layer"].items()} == {
+        "layer4.2": 1,
+        "layer3.5": 1,
+    }

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from camkit.cli import options
-from camkit.cli.common import CLIError, load_model, load_segmenter, pipeline_settings
+from camkit.cli.common import DEFAULT_MODEL, CLIError, load_model, load_segmenter, pipeline_settings
 
 __all__ = ["add_parser", "run"]
 
@@ -115,7 +115,7 @@ def run(args) -> int:
         segmenter = load_segmenter(args.segmenter, model)
         segmenter[1]["path"] = ex.describe_model(str(args.segmenter), "resunet")
     config = _config(args, info, shard)
-    model_id = ex.describe_model(str(args.weights), info.arch)  # a checkpoint names its own
+    model_id = ex.describe_model(str(args.weights), args.model or DEFAULT_MODEL)
     try:
         counts = ex.export(model, info, inputs, args.out, config, segmenter, model_id)
     except KeyboardInterrupt:

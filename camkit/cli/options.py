@@ -97,7 +97,11 @@ def folder(text: str) -> Path:
     """An output folder: missing (it is created) or a folder, and no file on the way to it."""
     path = Path(text)
     for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
+        try:
+            is_file = part.exists() and not part.is_dir()
+        except OSError as error:  # a name too long, a folder that cannot be read
+            raise argparse.ArgumentTypeError(f"{text!r}: {error.strerror or error}") from None
+        if is_file:
             where = "is a file" if part == path else f"is under {part}, which is a file"
             raise argparse.ArgumentTypeError(
                 f"{text!r} {where}; pass a folder (a missing one is created)"

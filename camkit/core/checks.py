@@ -9,12 +9,6 @@ from torch import nn
 __all__ = ["check_images", "check_logits"]
 
 
-def _input_channels(model: nn.Module) -> int | None:
-    """The channels the model's first convolution takes (``None``: it has none)."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return None if first is None else first.in_channels
-
-
 def check_images(images: torch.Tensor, model: nn.Module, layer: str, stride: int) -> torch.Tensor:
     """``images`` as a ``(N, C, H, W)`` float batch on the model's device and dtype; a single
     ``(C, H, W)`` image becomes a batch of one."""
@@ -32,11 +26,10 @@ def check_images(images: torch.Tensor, model: nn.Module, layer: str, stride: int
             f"images must be normalised float tensors, got dtype {images.dtype}; "
             "use camkit.data.images.preprocess"
         )
-    channels = _input_channels(model)
-    if channels is not None and images.shape[1] != channels:
+    if images.shape[1] != 3:  # camkit explains RGB models (its layer probes are RGB too)
         raise ValueError(
-            f"images have {images.shape[1]} channels but the model takes {channels} "
-            f"(got {tuple(images.shape)}); convert them to RGB first — "
+            f"images have {images.shape[1]} channels, not 3 (got {tuple(images.shape)}); "
+            "camkit explains RGB models: convert them to RGB first — "
             "camkit.data.images.read_image reads grey and RGBA files as RGB"
         )
     if not torch.isfinite(images).all():

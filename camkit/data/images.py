@@ -367,7 +367,7 @@ def _normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndar
         mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     except (TypeError, ValueError):
         raise ValueError(f"mean and std must be numbers, got {mean!r} and {std!r}") from None
-    if mean.shape not in ((), (3,)) or std.shape not in ((), (3,)):
+    if mean.shape not in ((), (1,), (3,)) or std.shape not in ((), (1,), (3,)):
         raise ValueError(f"mean and std need one value per RGB channel, got {mean!r} and {std!r}")
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
         raise ValueError(

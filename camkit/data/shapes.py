@@ -20,6 +20,7 @@ import numpy as np
 __all__ = ["CLASSES", "Sample", "ShapeStream", "generate", "write_dataset"]
 
 CLASSES = ("circle", "square", "triangle", "star")
+GENERATOR = "camkit.data.shapes"  # meta.json says who wrote the folder
 GENERATOR_VERSION = 1
 _GOLDEN = 0.6180339887498949  # index · golden mod 1 spreads a share of the stream evenly
 _EASY_HUES = {"circle": 0, "square": 60, "triangle": 120, "star": 28}  # OpenCV hue, 0..179
@@ -151,13 +152,14 @@ def _clear_previous(root: Path) -> None:
         previous = json.loads((root / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         previous = {}
-    if not isinstance(previous, dict) or previous.get("generator") != "camkit.data.shapes":
+    if not isinstance(previous, dict) or previous.get("generator") != GENERATOR:
         raise FileExistsError(
             f"{root} already holds images/ or masks/ that camkit data shapes did not write; "
             "choose an empty or new folder"
         )
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            shutil.rmtree(folder)
 
 
 def write_dataset(
@@ -183,6 +185,8 @@ def write_dataset(
         raise ValueError(f"n must be at least 1, got {n}")
     root = Path(out)
     _clear_previous(root)
+    # claimed before the first image, so that a run cut short is still known as ours
+    atomic_write_bytes(root / "meta.json", json.dumps({"generator": GENERATOR, "n": 0}).encode())
     labels = []
     from camkit.progress import progress as report
 
@@ -202,7 +206,7 @@ def write_dataset(
         atomic_write_bytes(root / "masks" / relative, mask_png.tobytes())
         labels.append({"file": relative.as_posix(), "labels": list(sample.labels)})
     meta = {
-        "generator": "camkit.data.shapes",
+        "generator": GENERATOR,
         "version": GENERATOR_VERSION,
         "classes": list(CLASSES),
         "n": n,

@@ -176,21 +176,21 @@ def check_settings(out: Path, settings: dict, overwrite: bool, tag: str) -> None
 
 def check_inputs(out: Path, keys: Sequence[str], shards: int, overwrite: bool) -> None:
     """Shards are cut from one list of inputs: where OUT holds records of a sharded export
-    (or this run is sharded), other inputs or another shard count are refused unless
-    ``overwrite`` — a merge would mix the two. One process may rerun over a grown folder."""
+    (or this run is sharded), other inputs are refused unless ``overwrite`` — a merge would
+    mix the two sets. The same inputs may be resumed under another shard count (finished
+    images are skipped by key), and one process may rerun over a grown folder."""
     previous = read_inputs(out)
     if overwrite or previous is None or not _has_records(out):
         return
     before, count = int(previous.get("shards", 1)), len(previous.get("keys", ()))
-    if max(before, shards) == 1 or (before == shards and previous.get("keys") == list(keys)):
+    if max(before, shards) == 1 or previous.get("keys") == list(keys):
         return
     known = set(previous.get("keys", ()))
     new = next((key for key in keys if key not in known), None)
     raise ExportError(
         f"{out} holds an export of {count} inputs in {before} shard(s); this run has {len(keys)} "
         f"in {shards}" + (f" ({new!r} is not among them)" if new else "") + ". Every shard "
-        "needs the same inputs and shard count: pass those, --overwrite to start again, or "
-        "choose another --out"
+        "needs the same inputs: pass those, --overwrite to start again, or choose another --out"
     )
 
 

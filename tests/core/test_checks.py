@@ -10,7 +10,7 @@ from camkit.data.images import preprocess
 
 @pytest.mark.parametrize("channels", (1, 4))
 def test_a_batch_of_other_channels_is_named(model, channels):
-    with pytest.raises(ValueError, match=f"images have {channels} channels but the model takes 3"):
+    with pytest.raises(ValueError, match=f"images have {channels} channels, not 3"):
         Explainer(model, "layer4.2")(torch.zeros(1, channels, 64, 64))
 
 

@@ -1,3 +1,4 @@
+import contextlib
 import hashlib
 import json
 
@@ -122,4 +123,28 @@ def test_writing_again_leaves_no_image_of_the_old_data_set(tmp_path):
     (mine / "images" / "cat" / "1.png").write_bytes(b"the user's")
     with pytest.raises(FileExistsError, match="did not write"):
         write_dataset(mine, 3, 48)
+    cut = tmp_path / "cut"  # a run stopped after its first image can be run again
+    with pytest.raises(KeyboardInterrupt), _interrupted_after_one_image():
+        write_dataset(cut, 5, 48)
+    assert len(list((cut / "images").rglob("*.png"))) == 1
+    assert len(list((write_dataset(cut, 2, 48) / "images").rglob("*.png"))) == 2
     assert (mine / "images" / "cat" / "1.png").read_bytes() == b"the user's"
+
+
+@contextlib.contextmanager
+def _interrupted_after_one_image():
+    import camkit.data.shapes as shapes
+
+    generate, calls = shapes.generate, []
+
+    def once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    shapes.generate = once
+    try:
+        yield
+    finally:
+        shapes.generate = generate
