@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from camkit.cam import weighted_map, weighted_terms
 
-__all__ = ["NEEDS", "REGION_NEEDS", "Method", "Passes"]
+__all__ = ["NEEDS", "REGION_NEEDS", "Method", "Passes", "image_seed"]
 
 Tensor = torch.Tensor
 
@@ -73,7 +74,8 @@ class Passes:
         batch_size: forward passes per chunk (memory is bounded by this).
         score_channels: Score-CAM: only the top-N channels by activation variance (``None``: all).
         align_corners: Score-CAM's mask upsampling (pytorch-grad-cam uses ``True``).
-        seed: the noise of SS-CAM and Smooth Grad-CAM++ (a generator seeded with it per call).
+        seed: the noise of SS-CAM and Smooth Grad-CAM++: each image's draws come from a
+            generator seeded with :func:`image_seed` of it and the image.
         to_map: the layer's output (or its gradient) in its own layout → ``(N, C, h, w)``.
     """
 
@@ -90,6 +92,15 @@ class Passes:
     align_corners: bool = False
     seed: int = 0
     to_map: Callable[[Tensor], Tensor] = lambda tensor: tensor
+
+
+def image_seed(seed: int, image: Tensor) -> int:
+    """The noise seed of one image: a hash of ``seed`` and the image's values. Its draws then
+    depend neither on the images that share its batch (or shard) nor on its place there, and
+    two images do not get the same noise."""
+    values = image.detach().float().cpu().contiguous().numpy().tobytes()
+    digest = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True) + values, digest_size=8)
+    return int.from_bytes(digest.digest(), "little") >> 1  # manual_seed takes 63 bits here
 
 
 WeightsFn = Callable[[Tensor, Tensor], Tensor]

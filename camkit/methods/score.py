@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camkit.methods.base import Method, Passes, Tensor
+from camkit.methods.base import Method, Passes, Tensor, image_seed
 from camkit.methods.registry import register
 
 __all__ = [
@@ -154,12 +154,12 @@ def _averaged_weights(passes: Passes, desc: str, samples: int, sample_masks) -> 
     total = len(images) * channels * samples
     bar = tqdm(total=total, desc=desc, unit="pass", leave=False,
                disable=True if total <= 4 * passes.batch_size else None)  # fmt: skip
-    generator = torch.Generator(images.device).manual_seed(passes.seed)
+    generator = torch.Generator(images.device)
     network = _inference_copy(passes.model)
     out = []
     with torch.inference_mode():
         for index, image in enumerate(images):
-            generator.manual_seed(passes.seed)  # each image its own draws, whatever its batch
+            generator.manual_seed(image_seed(passes.seed, image))  # whatever its batch
             selected = _selected_channels(activations[index], passes.score_channels)
             masks = _grid_masks(activations[index, selected], tuple(images.shape[-2:]))
             picked = class_ids[index].unsqueeze(0)
@@ -181,8 +181,8 @@ def _averaged_weights(passes: Passes, desc: str, samples: int, sample_masks) -> 
 def smoothed_weights(samples: int = 35, std: float = 2.0):
     """SS-CAM's (Wang et al. 2020) ``pass_weights``: the scores averaged over ``samples`` sets
     of masks with noise ``N(0, std²)`` added at the input's resolution (torch-cam's defaults;
-    the noise comes from ``Passes.seed``, drawn per chunk of channels, the same draws for
-    every image whatever its batch)."""
+    the noise comes from ``Passes.seed`` and each image (:func:`~camkit.methods.base.image_seed`),
+    drawn per chunk of channels)."""
     if samples < 1 or not std >= 0:
         raise ValueError(f"samples must be ≥ 1 and std ≥ 0, got {samples!r}, {std!r}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from camkit.core.probe import LayerProbe
-from camkit.methods.base import Method, Passes, Tensor
+from camkit.methods.base import Method, Passes, Tensor, image_seed
 from camkit.methods.registry import register
 
 __all__ = ["SMOOTHGRADCAMPP", "smooth_gradcampp_weights", "smoothgrad_weights"]
@@ -29,21 +29,28 @@ def smooth_gradcampp_weights(activations: Tensor, moments: tuple[Tensor, Tensor,
 
 def smoothgrad_weights(samples: int = 4, std: float = 0.3):
     """Smooth Grad-CAM++'s ``pass_weights`` with ``samples`` noisy copies of each image, noise
-    ``N(0, std²)`` on the normalised input (torch-cam's defaults), from ``Passes.seed``: sample
-    ``s`` adds the same noise to every image of the batch, so an image's map does not depend on
-    which images share its batch (or shard)."""
+    ``N(0, std²)`` on the normalised input (torch-cam's defaults): each image's noise comes
+    from a generator of its own (:func:`~camkit.methods.base.image_seed` of ``Passes.seed`` and
+    the image), so its map does not depend on which images share its batch (or shard)."""
     if samples < 1 or not std >= 0:
         raise ValueError(f"samples must be ≥ 1 and std ≥ 0, got {samples!r}, {std!r}")
 
     def pass_weights(passes: Passes) -> list[tuple[Tensor, Tensor]]:
         images, class_ids = passes.images, passes.class_ids
-        generator = torch.Generator(images.device).manual_seed(passes.seed)
+        generators = [
+            torch.Generator(images.device).manual_seed(image_seed(passes.seed, image))
+            for image in images
+        ]
         moments = [0.0, 0.0, 0.0]  # Σ_s g, g², g³, each (N, K, C, h, w)
         for parameter in passes.model.parameters():
             parameter.requires_grad_(False)  # the Explainer restores the flags
         for _ in range(samples):
-            shape = (1, *images.shape[1:])  # one draw for the batch: the same for each image
-            noise = torch.randn(shape, generator=generator, device=images.device)
+            noise = torch.stack(
+                [
+                    torch.randn(images.shape[1:], generator=g, device=images.device)
+                    for g in generators
+                ]
+            )
             probe = LayerProbe(passes.model, [passes.module], mode="leaf")
             with probe, torch.enable_grad():
                 logits = passes.run(passes.model, (images + std * noise).to(images.dtype))

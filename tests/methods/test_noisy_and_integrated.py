@@ -8,6 +8,7 @@ import torch
 from camkit.core.probe import LayerProbe
 from camkit.explainer import Explainer
 from camkit.methods import Method
+from camkit.methods.base import image_seed
 from camkit.methods.score import integrated_weights, smoothed_weights
 from camkit.methods.smoothgrad import SMOOTHGRADCAMPP, smoothgrad_weights
 from camkit.models.resnet import resnet50_variant
@@ -64,7 +65,8 @@ def test_iscam_with_torch_cams_coefficients_matches_it(small, image, layer):
 @pytest.mark.parametrize("layer", LAYERS)
 def test_sscam_matches_torch_cam_with_the_same_noise(small, image, layer):
     image = _masked(image, layer)
-    torch.manual_seed(11)  # torch-cam draws from the global generator, camkit from its seed
+    # torch-cam draws from the global generator; camkit from the seed of (11, this image)
+    torch.manual_seed(image_seed(11, image))
     theirs = _theirs(torchcam.SSCAM, small, layer, image, 2, batch_size=4096, num_samples=3)
     spec = Method("sscam3", needs="masked-forward", pass_weights=smoothed_weights(3, 2.0))
     # one chunk of channels: the noise is drawn as torch-cam draws it
@@ -79,7 +81,7 @@ def test_sscam_matches_torch_cam_with_the_same_noise(small, image, layer):
 
 @pytest.mark.parametrize("layer", LAYERS)
 def test_smooth_gradcampp_matches_torch_cam(small, image, layer):
-    torch.manual_seed(13)
+    torch.manual_seed(image_seed(13, image))  # the noise camkit's seed 13 gives this image
     with torchcam.SmoothGradCAMpp(small, layer, num_samples=1, std=0.3,
                                   input_shape=tuple(image.shape[1:])) as extractor:  # fmt: skip
         small(image)
@@ -138,4 +140,13 @@ def test_an_images_noisy_map_does_not_depend_on_its_batch(small, method, layer, 
     explainer = Explainer(small, layer, method, seed=3, score_channels=8, **options)
     together = explainer(images, 1).maps
     alone = torch.cat([explainer(images[i : i + 1], 1).maps for i in (2, 0, 1)])[[1, 2, 0]]
-    _close(alone, together)
+    # float rounding of batched and single convolutions, cubed in Smooth Grad-CAM++'s third
+    # moment: ~6e-4 of the largest value, against differences of 0.32 before
+    torch.testing.assert_close(alone, together, atol=2e-3 * together.abs().max().item(), rtol=0)
+
+
+def test_each_image_gets_its_own_noise():
+    """One draw for the whole batch made every image's Monte Carlo error the same."""
+    one, other = torch.zeros(3, 8, 8), torch.ones(3, 8, 8)
+    assert image_seed(0, one) == image_seed(0, one.clone()) != image_seed(0, other)
+    assert image_seed(0, one) != image_seed(1, one)
