@@ -13,6 +13,7 @@ import torch
 
 from camkit.cam import normalize, upsample
 from camkit.core.geometry import LayerGeometry
+from camkit.core.targets import check_targets, out_of_range
 
 __all__ = [
     "ALIGNS",
@@ -193,24 +194,6 @@ def _axis_weights(
     return weights.float()
 
 
-def check_targets(targets: Targets, num_classes: int) -> None:
-    """Refuse class ids outside ``0 … num_classes − 1`` before any work is done (the same message
-    :func:`resolve_targets` gives per batch)."""
-    if targets is None or isinstance(targets, str):
-        return
-
-    def flat(value) -> list:
-        if isinstance(value, torch.Tensor):
-            return value.reshape(-1).tolist()
-        if isinstance(value, (list, tuple)):
-            return [v for item in value for v in flat(item)]
-        return [value]
-
-    bad = [v for v in flat(targets) if isinstance(v, int) and not 0 <= v < num_classes]
-    if bad:
-        raise _out_of_range(bad[0], num_classes)
-
-
 def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     """Turn a target spec into class ids ``(N, K)``.
 
@@ -239,7 +222,7 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     if isinstance(targets, (bool, float)):
         raise TypeError(f"targets must be class ids (int), got {targets!r}")
     if isinstance(targets, int) and not 0 <= targets < classes:  # before torch (2**70 overflows)
-        raise _out_of_range(targets, classes)
+        raise out_of_range(targets, classes)
     if isinstance(targets, int):
         ids = torch.full((batch, 1), targets, dtype=torch.long)
     else:
@@ -272,11 +255,5 @@ def resolve_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     ids = ids.cpu()
     bad = ids[(ids < 0) | (ids >= classes)]
     if bad.numel():
-        raise _out_of_range(int(bad[0]), classes)
+        raise out_of_range(int(bad[0]), classes)
     return ids.to(device)
-
-
-def _out_of_range(class_id: int, classes: int) -> ValueError:
-    return ValueError(
-        f"class {class_id} is out of range: the model has {classes} classes (0–{classes - 1})"
-    )

@@ -57,11 +57,14 @@ def add_parser(subparsers) -> None:
 
 
 def _read_region(path: Path):
-    """``--mask``: the region file, read once (an empty one is an error)."""
-    from camkit.data.folders import read_mask
+    """``--mask``: the region file, read once: any pixel non-zero in any channel (white, or
+    any colour); an empty region is an error."""
+    from camkit.data.images import read_image
 
+    if path.is_dir():
+        raise CLIError(f"--mask {path} is a folder, not a mask file")
     try:
-        mask = read_mask(path)
+        mask = read_image(path).max(axis=2)
     except (OSError, ValueError) as error:
         raise CLIError(f"--mask: {error}") from None
     if not mask.any():
@@ -69,7 +72,7 @@ def _read_region(path: Path):
     return mask
 
 
-def _region(mask, image, path: Path, args, size: int):
+def _region(mask, image, path: Path, mask_path: Path, resize: bool, size: int):
     """The region for one image as 0/1 ``(1, size, size)`` at the segmenter's input: the mask
     must be the image's size (or ``--resize-mask``), and must keep a pixel at ``size``."""
     import cv2
@@ -77,11 +80,11 @@ def _region(mask, image, path: Path, args, size: int):
 
     from camkit.pipeline.masks import check_mask
 
-    region = check_mask(mask, image, path, args.resize_mask, args.mask).astype("uint8")
+    region = check_mask(mask, image, path, resize, mask_path).astype("uint8")
     resized = cv2.resize(region, (size, size), interpolation=cv2.INTER_NEAREST) > 0
     if not resized.any():
         raise ValueError(
-            f"--mask {args.mask}: the region vanishes at the segmenter's {size}×{size} px input "
+            f"--mask {mask_path}: the region vanishes at the segmenter's {size}×{size} px input "
             "(smaller than one input pixel); draw a larger region"
         )
     return torch.from_numpy(resized).float()[None]
@@ -128,7 +131,11 @@ def run(args) -> int:
     for path, stem in zip(paths, unique_stems(paths)):
         try:
             image = read_image(path)
-            region = None if mask is None else _region(mask, image, path, args, size)
+            region = (
+                None
+                if mask is None
+                else _region(mask, image, path, args.mask, args.resize_mask, size)
+            )
         except (OSError, ValueError) as error:
             failures += 1
             print(f"camkit: error: {error}", file=sys.stderr)

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from camkit.core.probe import preserved_model_state, set_eval
-from camkit.heatmaps import check_targets
+from camkit.core.targets import check_targets
 
-__all__ = ["average_drop", "blur", "check_class_ids", "deletion_insertion", "trapezoid_auc"]
+__all__ = ["average_drop", "blur", "deletion_insertion", "one_class_id_per_image", "trapezoid_auc"]
 
 
-def check_class_ids(class_ids, images: torch.Tensor) -> torch.Tensor:
+def one_class_id_per_image(class_ids, images: torch.Tensor) -> torch.Tensor:
     """One class id per image, as a long ``(N,)`` tensor on the images' device."""
     ids = torch.as_tensor(class_ids, device=images.device)
     if ids.is_floating_point() or ids.dtype == torch.bool:
@@ -108,7 +108,7 @@ def deletion_insertion(
             f"steps ({steps}) is more than the {images.shape[-2]}×{images.shape[-1]} input's "
             "pixels; each step must delete at least one (the default is 32)"
         )
-    class_ids = check_class_ids(class_ids, images)
+    class_ids = one_class_id_per_image(class_ids, images)
     with preserved_model_state(model):  # every module's own training flag comes back
         set_eval(model)
         height, width = images.shape[-2:]
@@ -157,7 +157,7 @@ def average_drop(
     """
     from camkit.cam import normalize
 
-    index = check_class_ids(class_ids, images).view(-1, 1)
+    index = one_class_id_per_image(class_ids, images).view(-1, 1)
     with preserved_model_state(model):  # every module's own training flag comes back
         set_eval(model)
         probabilities = model(images).float().softmax(1)

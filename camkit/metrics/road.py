@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from camkit.heatmaps import check_targets
-from camkit.metrics.faithfulness import check_class_ids
+from camkit.core.targets import check_targets
+from camkit.metrics.faithfulness import one_class_id_per_image
 
 __all__ = ["PERCENTILES", "ROADResult", "impute", "road"]
 
@@ -148,7 +148,7 @@ def road(
             f"ROAD needs one map per image at the input size: maps {tuple(maps.shape)}, images "
             f"{tuple(images.shape)}; use Heatmaps.normalized()[:, k]"
         )
-    class_ids = check_class_ids(class_ids, images).cpu()
+    class_ids = one_class_id_per_image(class_ids, images).cpu()
     percentiles = tuple(int(p) for p in percentiles)
     if not percentiles or not all(0 < p < 100 for p in percentiles):
         raise ValueError(f"percentiles must lie in (0, 100), got {percentiles}")

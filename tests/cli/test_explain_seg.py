@@ -75,3 +75,15 @@ def test_a_mask_folder_given_as_mask_is_named(capsys, tmp_path, segmenter_checkp
     code, _, err = run(capsys, "explain", tmp_path / "a.png", "--weights", "none", "--mask",
                        tmp_path / "masks", "--out", tmp_path / "o")  # fmt: skip
     one_line_error(code, err, "is a folder, not a mask file; a folder of masks is --masks")
+
+
+def test_a_region_drawn_in_any_colour_counts(capsys, tmp_path, segmenter_checkpoint):
+    import numpy as np
+
+    write_image(tmp_path / "a.png", 64, 64)
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[16:32, 16:32] = (0, 0, 255)  # BGR on disk: a red box, empty in the blue channel
+    cv2.imwrite(str(tmp_path / "red.png"), red)
+    code, out, err = run(capsys, "explain-seg", tmp_path / "a.png", "--segmenter",
+                         segmenter_checkpoint, "--mask", tmp_path / "red.png", "--out", tmp_path / "o")  # fmt: skip
+    assert code == 0 and "region 6.2%" in out, err
