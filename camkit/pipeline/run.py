@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -139,23 +139,6 @@ def _path(item: Input) -> str | None:
     return None if item.path is None else str(item.path)
 
 
-def _one(heatmaps: Heatmaps, index: int) -> Heatmaps:
-    """The result for one image of a batch."""
-    pick = slice(index, index + 1)
-    extra = dict(heatmaps.extra)
-    if "per_layer" in extra:
-        extra["per_layer"] = {k: v[pick] for k, v in extra["per_layer"].items()}
-    return replace(
-        heatmaps,
-        maps=heatmaps.maps[pick],
-        class_ids=heatmaps.class_ids[pick],
-        scores=heatmaps.scores[pick],
-        probabilities=heatmaps.probabilities[pick],
-        logits=heatmaps.logits[pick],
-        extra=extra,
-    )
-
-
 def _targets(settings: Settings, group: Sequence[Prepared]):
     """The targets of a batch: each input's own class ids, or the run's."""
     own = [item.targets for item in group]
@@ -204,7 +187,7 @@ def explain_prepared(
         seconds = (time.perf_counter() - began) / len(group)
         predicted = masks.predict([item.image for item in group]) if masks else None
         for position, item in enumerate(group):
-            one = _one(heatmaps, position)
+            one = heatmaps[position]
             maps = one.on_image(item.image.shape[:2], index=0)  # (K, H, W)
             order = list(range(maps.shape[0]))
             if settings.targets == "all":
