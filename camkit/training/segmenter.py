@@ -86,6 +86,58 @@ def _subset(dataset, limit: int | None):
     return Subset(dataset, spread(range(len(dataset)), limit))
 
 
+def _loaders(data, val_data, config: SegConfig) -> tuple[DataLoader, DataLoader]:
+    """The training loader (augmented, ``config.limit`` images at most) and the validation
+    loader: ``val_data``, or a seeded ``val_fraction`` split of ``data``."""
+    classes = None if config.classes == 1 else config.classes - 1
+    train_set = SegmentationFolder(data, config.size, classes=classes, augment=True)
+    if val_data is not None:
+        val_set = SegmentationFolder(val_data, config.size, classes=classes)
+        train_view = _subset(train_set, config.limit)
+    else:
+        val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
+        val_set = Subset(SegmentationFolder(data, config.size, classes=classes), val_index)
+        train_view = _subset(Subset(train_set, train_index), config.limit)
+    loader = DataLoader(
+        train_view,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(train_view) > config.batch_size,
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    return loader, DataLoader(val_set, batch_size=32, num_workers=config.workers)
+
+
+def _save(
+    out: Path,
+    model: ResUNet,
+    config: SegConfig,
+    history: list[dict],
+    loss: str,
+    optimizer,
+    schedule,
+) -> None:
+    """The checkpoint after an epoch (weights and metadata), then its resume file."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    saved = {
+        "kind": "segmenter",
+        "arch": config.arch,
+        "classes": config.classes,
+        "encoder_channels": model.encoder_channels,
+        "input_size": config.size,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "metrics": history[-1],
+        "history": history,
+        "epoch": history[-1]["epoch"],
+        "config": dict(vars(config)),
+        "loss": loss,
+    }
+    save_checkpoint(out, weights, **saved)
+    save_resume(out, weights, saved, optimizer, schedule)
+
+
 def train_segmenter(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -118,24 +170,7 @@ def train_segmenter(
         return finished
     if config.size % 32:
         raise ValueError(f"size must be a multiple of 32 for the ResUNet, got {config.size}")
-    classes = None if config.classes == 1 else config.classes - 1
-    train_set = SegmentationFolder(data, config.size, classes=classes, augment=True)
-    if val_data is not None:
-        val_set = SegmentationFolder(val_data, config.size, classes=classes)
-        train_view = _subset(train_set, config.limit)
-    else:
-        val_index, train_index = seeded_split(len(train_set), config.val_fraction, config.seed)
-        val_set = Subset(SegmentationFolder(data, config.size, classes=classes), val_index)
-        train_view = _subset(Subset(train_set, train_index), config.limit)
-    loader = DataLoader(
-        train_view,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(train_view) > config.batch_size,
-        num_workers=config.workers,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    val_loader = DataLoader(val_set, batch_size=32, num_workers=config.workers)
+    loader, val_loader = _loaders(data, val_data, config)
     layout = memory_format(config.channels_last)
     model = ResUNet(config.arch, config.classes, encoder_weights=config.encoder)
     model = model.to(device, memory_format=layout)
@@ -145,7 +180,7 @@ def train_segmenter(
     steps = config.epochs * len(loader)
     if steps == 0:
         raise ValueError(
-            f"no training batches: {len(train_view)} images for batch size {config.batch_size}"
+            f"no training batches: {len(loader.dataset)} images for batch size {config.batch_size}"
         )
     schedule = OneCycle(optimizer, config.lr, steps, WARMUP)
     start_epoch, history = 0, []
@@ -188,23 +223,7 @@ def train_segmenter(
             config.epochs - epoch - 1,
             progress,
         )
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        saved = {
-            "kind": "segmenter",
-            "arch": config.arch,
-            "classes": config.classes,
-            "encoder_channels": model.encoder_channels,
-            "input_size": config.size,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "metrics": metrics,
-            "history": history,
-            "epoch": epoch + 1,
-            "config": dict(vars(config)),
-            "loss": repr(criterion),
-        }
-        save_checkpoint(out, weights, **saved)
-        save_resume(out, weights, saved, optimizer, schedule)
+        _save(out, model, config, history, repr(criterion), optimizer, schedule)
         if on_epoch is not None:
             on_epoch(metrics)
     if not keep_resume:
