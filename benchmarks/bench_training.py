@@ -3,7 +3,9 @@
     python benchmarks/bench_training.py stream --images 20000          # (a) fresh shapes each step
     camkit data shapes --out /tmp/hard3000 --n 3000 --difficulty hard
     python benchmarks/bench_training.py folder /tmp/hard3000 --epochs 10   # (b) `camkit train`
+    python benchmarks/bench_training.py stream --images 12000 --no-augment --lr 4e-3
     python benchmarks/bench_training.py optimizer       # (c) one AdamW step: torch's default vs fused
+    python benchmarks/bench_training.py step --steps 5 --compile   # (d) one training step
 
 The hard shapes (random colours; only the shape gives the class) from random weights:
 ``stream`` trains ``train_classifier`` on a :class:`camkit.data.shapes.ShapeStream` of
@@ -14,7 +16,10 @@ and validation accuracy under its own key of the JSON result, so both runs share
 the checkpoint is kept for ``bench_alignment.py --weights CKPT --difficulties hard``.
 ``optimizer`` times one AdamW step on ResNet-50's parameters (4 classes, random gradients),
 torch's default on the CPU (a loop over the tensors), ``foreach`` and the fused kernel camkit's
-trainers use (:func:`camkit.training.loop.adamw`): medians of ``--steps`` steps.
+trainers use (:func:`camkit.training.loop.adamw`): medians of ``--steps`` steps. ``step``
+times a whole training step at ``--size`` (96) per memory layout and precision (bfloat16 where
+the CPU has the units), eager and with ``--compile`` under ``torch.compile``; with
+``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` set it runs on AVX2 kernels only.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,11 +45,21 @@ from camkit.training.classifier import TrainConfig, train_classifier
 
 
 def stream_run(
-    images: int, out: Path, seed: int, size: int | None, pairs: float = 0.0, loss: str | None = None
+    images: int,
+    out: Path,
+    seed: int,
+    size: int | None,
+    pairs: float = 0.0,
+    loss: str | None = None,
+    lr: float | None = None,
+    augment: bool | None = None,
 ) -> None:
     train = ShapeStream(images, seed, 128, "hard", pairs=pairs)
     val = ShapeStream(300, seed + 1, 128, "hard")
-    config = TrainConfig(pretrained="none", seed=seed, size=size, loss=loss)
+    chosen = {"lr": lr} if lr is not None else {}
+    config = TrainConfig(
+        pretrained="none", seed=seed, size=size, loss=loss, augment=augment, **chosen
+    )
     train_classifier(train, out, config, val_data=val)
 
 
@@ -82,9 +98,54 @@ def optimizer_run(steps: int) -> dict:
     }
 
 
+def step_run(size: int, steps: int, compiled: bool) -> dict:
+    """Median seconds of one training step (forward, backward, fused AdamW; ResNet-50, batch
+    32, random inputs) per memory layout and precision, eager and, with ``compiled``, under
+    ``torch.compile`` (its first step, the compilation, timed apart)."""
+    import torch.nn.functional as F
+
+    from camkit.models.resnet import resnet50_variant
+    from camkit.training.loop import adamw, native_bf16
+
+    settings = [("channels_last", False), ("contiguous", False)]
+    restricted = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")  # emulated ISA
+    settings += [("channels_last", True)] if native_bf16() and not restricted else []
+    rows = []
+    for (layout, bf16), mode in [(s, m) for s in settings for m in ("eager", "compiled")]:
+        if mode == "compiled" and not compiled:
+            continue
+        torch.manual_seed(0)
+        form = getattr(torch, layout + "_format" if layout == "contiguous" else layout)
+        model = resnet50_variant(2048, 4, zero_init_residual=True).to(memory_format=form)
+        optimizer = adamw(model.parameters(), 2e-3, 0.05)
+        forward = torch.compile(model) if mode == "compiled" else model
+        images = torch.randn(32, 3, size, size).to(memory_format=form)
+        labels = torch.randint(0, 4, (32,))
+        times = []
+        for _ in range(steps + 2):
+            started = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(forward(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        median = sorted(times[2:])[steps // 2]
+        rows.append({"layout": layout, "bf16": bf16, "mode": mode, "first_step_s": round(times[0], 1),
+                     "step_s": round(median, 3), "images_per_s": round(32 / median, 1)})  # fmt: skip
+        print(rows[-1], flush=True)
+    return {
+        "command": f"bench_training.py step --size {size} --steps {steps}"
+        + (" --compile" if compiled else ""),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "steps": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", choices=("stream", "folder", "optimizer"))
+    parser.add_argument("source", choices=("stream", "folder", "optimizer", "step"))
     parser.add_argument("folder", nargs="?", type=Path, help="folder data set (source folder)")
     parser.add_argument("--images", type=int, default=20000, help="stream length")
     parser.add_argument("--epochs", type=int, default=10, help="epochs over the folder")
@@ -97,10 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loss", choices=("ce", "bce"), default=None, help="the training loss (the recipe's: ce)"
     )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="stream: peak learning rate (the recipe's: 2e-3)"
+    )
+    parser.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="stream: train on the generated images as they are (no crops, turns, colour shuffle)",
+    )
     parser.add_argument("--ckpt", type=Path, default=None, help="default: /tmp/bench-SOURCE.ckpt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-cpu.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines
+    if args.source == "step":
+        row = step_run(args.size or 96, args.steps, args.compile)
+        _record(args.out, f"step-{args.size or 96}", row)
+        return 0
     if args.source == "optimizer":
         row = optimizer_run(args.steps)
         print(json.dumps(row, indent=1))
@@ -112,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         f" --loss {args.loss}" if args.loss else ""
     )
     if args.source == "stream":
-        stream_run(args.images, ckpt, args.seed, args.size, args.pairs, args.loss)
+        stream_run(
+            args.images, ckpt, args.seed, args.size, args.pairs, args.loss, args.lr, args.augment
+        )
         seeded = f" --seed {args.seed}" if args.seed else ""
         paired = f" --pairs {args.pairs}" if args.pairs else ""
-        command = f"bench_training.py stream --images {args.images}{sized}{seeded}{paired}"
+        tuned = (f" --lr {args.lr:g}" if args.lr else "") + (
+            " --no-augment" if args.augment is False else ""
+        )
+        command = f"bench_training.py stream --images {args.images}{sized}{seeded}{paired}{tuned}"
     else:
         if args.folder is None:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
