@@ -5,7 +5,7 @@
     python benchmarks/bench_training.py folder /tmp/hard3000 --epochs 10   # (b) `camkit train`
     python benchmarks/bench_training.py stream --images 12000 --no-augment --lr 4e-3
     python benchmarks/bench_training.py optimizer       # (c) one AdamW step: torch's default vs fused
-    python benchmarks/bench_training.py step --steps 5 --compile   # (d) one training step
+    python benchmarks/bench_training.py step --steps 5  # (d) one training step
 
 The hard shapes (random colours; only the shape gives the class) from random weights:
 ``stream`` trains ``train_classifier`` on a :class:`camkit.data.shapes.ShapeStream` of
@@ -18,7 +18,7 @@ the checkpoint is kept for ``bench_alignment.py --weights CKPT --difficulties ha
 torch's default on the CPU (a loop over the tensors), ``foreach`` and the fused kernel camkit's
 trainers use (:func:`camkit.training.loop.adamw`): medians of ``--steps`` steps. ``step``
 times a whole training step at ``--size`` (96) per memory layout and precision (bfloat16 where
-the CPU has the units), eager and with ``--compile`` under ``torch.compile``; with
+the CPU has the units); with
 ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` set it runs on AVX2 kernels only.
 """
 
@@ -98,10 +98,9 @@ def optimizer_run(steps: int) -> dict:
     }
 
 
-def step_run(size: int, steps: int, compiled: bool) -> dict:
+def step_run(size: int, steps: int) -> dict:
     """Median seconds of one training step (forward, backward, fused AdamW; ResNet-50, batch
-    32, random inputs) per memory layout and precision, eager and, with ``compiled``, under
-    ``torch.compile`` (its first step, the compilation, timed apart)."""
+    32, random inputs) per memory layout and precision."""
     import torch.nn.functional as F
 
     from camkit.models.resnet import resnet50_variant
@@ -111,32 +110,28 @@ def step_run(size: int, steps: int, compiled: bool) -> dict:
     restricted = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")  # emulated ISA
     settings += [("channels_last", True)] if native_bf16() and not restricted else []
     rows = []
-    for (layout, bf16), mode in [(s, m) for s in settings for m in ("eager", "compiled")]:
-        if mode == "compiled" and not compiled:
-            continue
+    for layout, bf16 in settings:
         torch.manual_seed(0)
         form = getattr(torch, layout + "_format" if layout == "contiguous" else layout)
         model = resnet50_variant(2048, 4, zero_init_residual=True).to(memory_format=form)
         optimizer = adamw(model.parameters(), 2e-3, 0.05)
-        forward = torch.compile(model) if mode == "compiled" else model
         images = torch.randn(32, 3, size, size).to(memory_format=form)
         labels = torch.randint(0, 4, (32,))
         times = []
         for _ in range(steps + 2):
             started = time.perf_counter()
             with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(forward(images), labels)
+                loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             times.append(time.perf_counter() - started)
         median = sorted(times[2:])[steps // 2]
-        rows.append({"layout": layout, "bf16": bf16, "mode": mode, "first_step_s": round(times[0], 1),
+        rows.append({"layout": layout, "bf16": bf16, "first_step_s": round(times[0], 1),
                      "step_s": round(median, 3), "images_per_s": round(32 / median, 1)})  # fmt: skip
         print(rows[-1], flush=True)
     return {
-        "command": f"bench_training.py step --size {size} --steps {steps}"
-        + (" --compile" if compiled else ""),
+        "command": f"bench_training.py step --size {size} --steps {steps}",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "steps": rows,
@@ -173,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines
     if args.source == "step":
-        row = step_run(args.size or 96, args.steps, args.compile)
+        row = step_run(args.size or 96, args.steps)
         _record(args.out, f"step-{args.size or 96}", row)
         return 0
     if args.source == "optimizer":
