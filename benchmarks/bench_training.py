@@ -107,7 +107,10 @@ def step_run(size: int, steps: int) -> dict:
     from camkit.training.loop import adamw, native_bf16
 
     settings = [("channels_last", False), ("contiguous", False)]
-    restricted = torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")  # emulated ISA
+    restricted = (  # AVX2 kernels forced: bfloat16 would be emulated, 26x slower
+        torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")
+        or os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("SSE41", "AVX", "AVX2")
+    )
     settings += [("channels_last", True)] if native_bf16() and not restricted else []
     rows = []
     for layout, bf16 in settings:
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20000, help="stream length")
     parser.add_argument("--epochs", type=int, default=10, help="epochs over the folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps timed")
+    parser.add_argument("--steps", type=int, default=20, help="steps timed (optimizer, step)")
     parser.add_argument("--size", type=int, default=None, help="input side (the recipe's: 96)")
     parser.add_argument(
         "--pairs", type=float, default=0.0, help="stream share of two-object images"
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("source folder needs FOLDER (written by `camkit data shapes`)")
         if args.seed:
             parser.error("--seed is for the stream: `camkit train` seeds its split with 0")
+        if args.lr is not None or args.augment is False:
+            parser.error("--lr and --no-augment are for the stream (camkit train has its own)")
         folder_run(args.folder, args.epochs, ckpt, args.size, args.loss)
         command = (
             f"camkit train {args.folder} --out {ckpt} --epochs {args.epochs} --pretrained none"
