@@ -281,6 +281,37 @@ def _evaluate(model, val_loader, device, classes: int, config) -> tuple[dict, st
     return validation, warning
 
 
+def _epoch_metrics(
+    epoch: int,
+    loss_ema: float,
+    images_per_s: float,
+    train_images: int,
+    validation: dict,
+    warning: str | None,
+) -> dict:
+    """One epoch's entry of the checkpoint's history."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_ema,
+        "val_accuracy": validation["accuracy"],
+        "val_loss": validation["loss"],
+        "val_count": validation["count"],
+        "images_per_s": images_per_s,
+        "train_images": train_images,
+        "learned_nothing": warning is not None,
+    }
+
+
+def _epoch_line(metrics: dict) -> list[str]:
+    """The parts of an epoch's progress line."""
+    return [
+        f"train loss {metrics['train_loss']:.3f}",
+        f"val accuracy {metrics['val_accuracy']:.3f}",
+        f"val loss {metrics['val_loss']:.3f}",
+        f"{metrics['images_per_s']:.1f} img/s",
+    ]
+
+
 def _save(
     out: Path,
     model: nn.Module,
@@ -400,25 +431,12 @@ def train_classifier(
             train_loader, loss_of, optimizer, schedule, desc, progress
         )
         validation, warning = _evaluate(model, val_loader, device, len(class_names), config)
-        metrics = {
-            "epoch": epoch + 1,
-            "train_loss": loss_ema,
-            "val_accuracy": validation["accuracy"],
-            "val_loss": validation["loss"],
-            "val_count": validation["count"],
-            "images_per_s": images_per_s,
-            "train_images": len(train_loader) * config.batch_size,
-            "learned_nothing": warning is not None,
-        }
+        seen = len(train_loader) * config.batch_size
+        metrics = _epoch_metrics(epoch, loss_ema, images_per_s, seen, validation, warning)
         history.append(metrics)
         report_epoch(
             desc,
-            [
-                f"train loss {loss_ema:.3f}",
-                f"val accuracy {validation['accuracy']:.3f}",
-                f"val loss {validation['loss']:.3f}",
-                f"{images_per_s:.1f} img/s",
-            ],
+            _epoch_line(metrics),
             started,
             epoch + 1 - start_epoch,
             config.epochs - epoch - 1,
