@@ -35,7 +35,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from camkit.data.folders import ClassificationFolder
-from camkit.io.checkpoint import save_checkpoint
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet50_variant
 from camkit.models.weights import imagenet_weights_cached
 from camkit.training.augment import Augmentation
@@ -53,7 +52,7 @@ from camkit.training.losses import LOSSES, classification_loss
 from camkit.training.resume import (
     discard_resume,
     restore,
-    save_resume,
+    save_epoch,
     starting_state,
 )
 from camkit.training.schedule import OneCycle
@@ -325,7 +324,6 @@ def _save(
     schedule,
 ) -> None:
     """The checkpoint after an epoch (what ``explain`` needs), then its resume file."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     saved = {
         "arch": "resnet50",
         "channels": model.fc.in_features,
@@ -342,8 +340,7 @@ def _save(
         "config": {k: v for k, v in vars(config).items() if k != "extra"},
         **{k: v for k, v in (metadata or {}).items() if k != "origin"},
     }
-    save_checkpoint(out, weights, **saved)
-    save_resume(out, weights, saved, optimizer, schedule)
+    save_epoch(out, model, saved, optimizer, schedule)
 
 
 def train_classifier(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 progress_log = logging.getLogger("camkit.progress")
+
+# oneDNN's ISA caps below its bfloat16 kernels (ONEDNN_MAX_CPU_ISA)
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 __all__ = [
     "adamw",
@@ -40,6 +44,8 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        return False  # oneDNN told to stay below its bfloat16 kernels: they would be emulated
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 

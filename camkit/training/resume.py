@@ -21,6 +21,7 @@ __all__ = [
     "load_resume",
     "restore",
     "resume_path",
+    "save_epoch",
     "save_resume",
     "starting_state",
 ]
@@ -77,6 +78,14 @@ def starting_state(out: Path, resume: bool) -> tuple[dict | None, dict | None]:
     if state is None:
         discard_resume(out)  # a new run: an older run's resume state no longer applies
     return state, None
+
+
+def save_epoch(out: Path, model, metadata: dict, optimizer, schedule) -> None:
+    """After an epoch: the checkpoint ``out`` (``model``'s weights on the CPU and
+    ``metadata``: what ``explain`` needs), then its resume file."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_checkpoint(out, weights, **metadata)
+    save_resume(out, weights, metadata, optimizer, schedule)
 
 
 def save_resume(out: Path, state_dict: dict, metadata: dict, optimizer, schedule) -> Path:

@@ -12,7 +12,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from camkit.data.folders import SegmentationFolder, spread
-from camkit.io.checkpoint import save_checkpoint
 from camkit.metrics.segmentation import _summarise, segmentation_scores
 from camkit.models.losses import CombinedLoss, DeepSupervisionLoss, as_target
 from camkit.models.resnet import IMAGENET_MEAN, IMAGENET_STD
@@ -28,7 +27,7 @@ from camkit.training.loop import (
 from camkit.training.resume import (
     discard_resume,
     restore,
-    save_resume,
+    save_epoch,
     starting_state,
 )
 from camkit.training.schedule import OneCycle
@@ -119,7 +118,6 @@ def _save(
     schedule,
 ) -> None:
     """The checkpoint after an epoch (weights and metadata), then its resume file."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     saved = {
         "kind": "segmenter",
         "arch": config.arch,
@@ -134,8 +132,7 @@ def _save(
         "config": dict(vars(config)),
         "loss": loss,
     }
-    save_checkpoint(out, weights, **saved)
-    save_resume(out, weights, saved, optimizer, schedule)
+    save_epoch(out, model, saved, optimizer, schedule)
 
 
 def train_segmenter(

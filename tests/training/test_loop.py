@@ -39,6 +39,16 @@ def test_bfloat16_is_native_only_where_the_hardware_has_it(monkeypatch):
     assert loop.native_bf16("meta") is False
 
 
+def test_bfloat16_is_not_native_where_onednn_is_capped_below_it(monkeypatch):
+    from camkit.training import loop
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")  # the AVX2 kernels forced
+    assert loop.native_bf16("cpu") is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert loop.native_bf16("cpu") is True
+
+
 def test_the_recipes_train_in_float32_on_a_cpu_that_emulates_bfloat16(monkeypatch):
     from camkit.training.classifier import TrainConfig, resolve_config
     from camkit.training.segmenter import SegConfig
