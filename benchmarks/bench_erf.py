@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_explain import write_result
 
 from camkit import Explainer
+from camkit.core.probe import LayerProbe
 from camkit.core.surgery import dilated_last_stage
 from camkit.data.images import preprocess
 from camkit.data.shapes import CLASSES, generate
@@ -47,17 +48,13 @@ from camkit.models.resnet import load_classifier
 LAYER = "layer4.2"
 
 
-def erf_centres(model, layer, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def erf_centres(model, layer: str, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per row and per column of ``layer``'s map: the mean centroid (px, model input) of the
     input-gradient magnitude of the cell's channel sum, over ``images``."""
-    store = {}
-    hook = layer.register_forward_hook(lambda module, args, out: store.update(a=out))
-    try:
-        x = images.clone().requires_grad_(True)
+    x = images.clone().requires_grad_(True)
+    with LayerProbe(model, layer) as probe:
         model(x)
-    finally:
-        hook.remove()
-    activations = store["a"]
+    activations = probe.activations[layer]
     rows, columns = activations.shape[-2:]
     ys, xs = np.mgrid[0 : x.shape[-2], 0 : x.shape[-1]]
     cy, cx = np.zeros((rows, columns)), np.zeros((rows, columns))
@@ -76,18 +73,9 @@ def erf_centres(model, layer, images: torch.Tensor) -> tuple[np.ndarray, np.ndar
 
 
 def axis_weights(pixels: int, centres: np.ndarray) -> np.ndarray:
-    """``(pixels, cells)`` bilinear weights between increasing cell ``centres``, flat beyond."""
-    weights = np.zeros((pixels, len(centres)))
-    for p in range(pixels):
-        if p <= centres[0]:
-            weights[p, 0] = 1.0
-        elif p >= centres[-1]:
-            weights[p, -1] = 1.0
-        else:
-            k = int(np.searchsorted(centres, p)) - 1
-            fraction = (p - centres[k]) / (centres[k + 1] - centres[k])
-            weights[p, k], weights[p, k + 1] = 1 - fraction, fraction
-    return weights
+    """``(pixels, cells)`` bilinear weights between increasing cell ``centres``, flat beyond:
+    each cell's tent (``np.interp`` of its one-hot row, which holds the end values)."""
+    return np.stack([np.interp(np.arange(pixels), centres, row) for row in np.eye(len(centres))], 1)
 
 
 def measure(maps, pair_maps, singles, pairs, rows, columns, tolerance) -> dict:
@@ -168,20 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     def batch(samples):
         return preprocess([s.image for s in samples], size, info.mean, info.std)
 
+    single_batch, pair_batch, other_batch = batch(singles), batch(pairs), batch(others)
+    labels = [to_model[s.labels[0]] for s in singles]
+    pair_labels = [[to_model[c] for c in s.labels] for s in pairs]
     rows = []
     for stride in (32, 16):
         dilated = dilated_last_stage(model) if stride == 16 else contextlib.nullcontext(model)
         with dilated as network:
-            centres = erf_centres(network, network.get_submodule(LAYER), batch(others))
+            centres = erf_centres(network, LAYER, other_batch)
         explainer = Explainer(model, LAYER, "gradcam", output_stride=stride)
-        labels = [to_model[s.labels[0]] for s in singles]
-        result = explainer(batch(singles), labels)
+        result = explainer(single_batch, labels)
         maps = result.maps[:, 0].numpy()
         accuracy = float((result.logits.argmax(1).numpy() == np.array(labels)).mean())
-        pair_maps = [
-            explainer(batch(pairs), [to_model[s.labels[k]] for s in pairs]).maps[:, 0].numpy()
-            for k in (0, 1)
-        ]
+        both = explainer(pair_batch, pair_labels).maps.numpy()  # (N, 2, h, w): each class's map
+        pair_maps = [both[:, k] for k in (0, 1)]
         cells = maps.shape[-1]
         layouts = {
             "grid": ((np.arange(cells) + 0.5) * size / cells - 0.5,) * 2,

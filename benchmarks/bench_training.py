@@ -104,18 +104,14 @@ def step_run(size: int, steps: int) -> dict:
     import torch.nn.functional as F
 
     from camkit.models.resnet import resnet50_variant
-    from camkit.training.loop import adamw, native_bf16
+    from camkit.training.loop import adamw, memory_format, native_bf16
 
-    settings = [("channels_last", False), ("contiguous", False)]
-    restricted = (  # AVX2 kernels forced: bfloat16 would be emulated, 26x slower
-        torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2")
-        or os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("SSE41", "AVX", "AVX2")
-    )
-    settings += [("channels_last", True)] if native_bf16() and not restricted else []
+    settings = [(True, False), (False, False)] + [(True, True)] * native_bf16()
     rows = []
-    for layout, bf16 in settings:
+    for channels_last, bf16 in settings:
         torch.manual_seed(0)
-        form = getattr(torch, layout + "_format" if layout == "contiguous" else layout)
+        layout = "channels_last" if channels_last else "contiguous"
+        form = memory_format(channels_last)
         model = resnet50_variant(2048, 4, zero_init_residual=True).to(memory_format=form)
         optimizer = adamw(model.parameters(), 2e-3, 0.05)
         images = torch.randn(32, 3, size, size).to(memory_format=form)
